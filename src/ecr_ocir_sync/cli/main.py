@@ -1,0 +1,199 @@
+"""``ecr-ocir-sync``: copy and delete images between registries.
+
+Exit status: 0 when every destination succeeded, 1 when any failed, 2 for
+bad usage (malformed references, unreadable settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+
+from ecr_ocir_sync import __version__
+from ecr_ocir_sync.engine.destination import Destination
+from ecr_ocir_sync.engine.progress import ProgressListener, ignore_progress
+from ecr_ocir_sync.engine.result import CopyResult
+from ecr_ocir_sync.errors import ConfigError, SyncError
+from ecr_ocir_sync.oci.reference import ImageReference, parse_reference
+from ecr_ocir_sync.registry.pool import Registries
+from ecr_ocir_sync.registry.providers import (
+    CredentialSettings,
+    build_credentials,
+    ocir_login_from_env,
+)
+from ecr_ocir_sync.targets import parse_region_keys, region_destinations
+
+__all__ = ["main"]
+
+_EPILOG = """\
+references look like host[:port]/repo/path:tag or host[:port]/repo/path@sha256:<hex>.
+
+credentials, asked for only when a registry challenges:
+  *.ocir.io        OCI_TENANCY (namespace), OCI_USERNAME, OCI_AUTH_TOKEN
+  ECR hosts        AWS GetAuthorizationToken via the default AWS credential chain
+  any registry     --authfile, else $REGISTRY_AUTH_FILE, else ~/.docker/config.json
+
+examples:
+  ecr-ocir-sync copy 123456789012.dkr.ecr.ap-southeast-2.amazonaws.com/app:1.4 \\
+      mel.ocir.io/ns/app:1.4 syd.ocir.io/ns/app:1.4
+  OCI_REPO_REGION_KEY=mel,syd OCI_TENANCY=ns \\
+      ecr-ocir-sync copy 123456789012.dkr.ecr.ap-southeast-2.amazonaws.com/app:1.4
+  ecr-ocir-sync copy --insecure localhost:5000 --json localhost:5000/app:1 localhost:5001/app:1
+"""
+
+
+def _ecr_host(text: str) -> tuple[str, tuple[str, str]]:
+    host, sep, rest = text.rpartition("=")
+    account, _, region = rest.partition(":")
+    if not sep or not host or not account.isdigit() or len(account) != 12 or not region:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected HOST=ACCOUNT:REGION, e.g. "
+            "ecr.internal:443=123456789012:ap-southeast-2"
+        )
+    return host, (account, region)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ecr-ocir-sync",
+        description="Mirror container images from AWS ECR to Oracle OCIR regions.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--insecure",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="allow plain HTTP to this registry (repeatable); every other one is HTTPS",
+    )
+    common.add_argument("--authfile", type=Path, help="Docker-style auth file with logins")
+    common.add_argument(
+        "--ecr",
+        action="append",
+        type=_ecr_host,
+        default=[],
+        metavar="HOST=ACCOUNT:REGION",
+        help="treat HOST as the ECR registry of ACCOUNT in REGION (private endpoints, tests)",
+    )
+    common.add_argument(
+        "--json", action="store_true", help="print a machine-readable summary on stdout"
+    )
+
+    copy = commands.add_parser(
+        "copy",
+        parents=[common],
+        help="copy an image (all platforms) to one or more destinations",
+        description="Copy SOURCE to every DEST, reading each blob from SOURCE once. Without "
+        "DEST, copy to every region in OCI_REPO_REGION_KEY under namespace OCI_TENANCY.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    copy.add_argument("source", metavar="SOURCE")
+    copy.add_argument("destinations", metavar="DEST", nargs="*")
+    delete = commands.add_parser(
+        "delete",
+        parents=[common],
+        help="delete a tag's manifest at one or more destinations",
+        description="Delete, at each DEST, the manifest its tag resolves to there.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    delete.add_argument("destinations", metavar="DEST", nargs="+")
+    return parser
+
+
+def _destination_references(
+    args: argparse.Namespace, source: ImageReference
+) -> list[ImageReference]:
+    if args.destinations:
+        references = [parse_reference(text) for text in args.destinations]
+    else:
+        keys = os.environ.get("OCI_REPO_REGION_KEY", "")
+        namespace = os.environ.get("OCI_TENANCY", "")
+        if not keys or not namespace:
+            raise ConfigError(
+                "no DEST given: name destinations, or set OCI_REPO_REGION_KEY (e.g. 'mel,syd') "
+                "and OCI_TENANCY (the OCIR namespace)"
+            )
+        references = region_destinations(
+            source, region_keys=parse_region_keys(keys), namespace=namespace
+        )
+    for reference in references:
+        if reference.digest is not None:
+            raise ConfigError(
+                f"destination {reference} carries a digest; give a tag (or none, to keep the "
+                "source's) — the digest is always the source's"
+            )
+    return references
+
+
+def _registries(args: argparse.Namespace) -> Registries:
+    settings = CredentialSettings(
+        authfile=args.authfile,
+        ecr_hosts=dict(args.ecr),
+        ocir=ocir_login_from_env(),
+    )
+    return Registries(build_credentials(settings), insecure=frozenset(args.insecure))
+
+
+def _listener(args: argparse.Namespace) -> tuple[ProgressListener, AbstractContextManager[object]]:
+    if args.json or not sys.stderr.isatty():
+        return ignore_progress, nullcontext()
+    from ecr_ocir_sync.cli.display import LiveProgress  # noqa: PLC0415 - terminals only
+
+    display = LiveProgress()
+    return display, display
+
+
+async def _run(args: argparse.Namespace) -> CopyResult:
+    from ecr_ocir_sync.engine.copy import copy_image  # noqa: PLC0415 - keeps --help fast
+    from ecr_ocir_sync.engine.delete import delete_image  # noqa: PLC0415
+
+    async with _registries(args) as registries:
+        if args.command == "delete":
+            references = [parse_reference(text) for text in args.destinations]
+            targets = [Destination(registries.client(r.registry), r) for r in references]
+            return await delete_image("(delete)", targets)
+        source = parse_reference(args.source)
+        targets = [
+            Destination(registries.client(r.registry), r)
+            for r in _destination_references(args, source)
+        ]
+        listener, display = _listener(args)
+        with display:
+            return await copy_image(
+                registries.client(source.registry), source, targets, progress=listener
+            )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = asyncio.run(_run(args))
+    except SyncError as error:
+        print(f"ecr-ocir-sync: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ecr-ocir-sync: interrupted; nothing half-written was committed", file=sys.stderr)
+        return 130
+    from ecr_ocir_sync.cli.report import print_json, print_summary  # noqa: PLC0415
+
+    if args.json:
+        print_json(result, sys.stdout)
+    else:
+        print_summary(result, sys.stdout, action=args.command)
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Printing a copy's result: one line per destination, or JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import TextIO
+
+from ecr_ocir_sync.engine.result import CopyResult
+
+__all__ = ["human_size", "print_json", "print_summary"]
+
+
+def human_size(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(count) < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GiB"  # unreachable; keeps mypy sure of the return
+
+
+def print_summary(result: CopyResult, out: TextIO, *, action: str = "copy") -> None:
+    for dest in result.destinations:
+        if not dest.ok:
+            print(f"FAILED  {dest.destination}: {dest.error}", file=out)
+        elif action == "delete":
+            print(f"ok      {dest.destination}: {dest.detail}", file=out)
+        else:
+            print(
+                f"ok      {dest.destination}  {human_size(dest.bytes_sent)} sent, blobs "
+                f"{dest.blobs_copied} copied / {dest.blobs_skipped} skipped / "
+                f"{dest.blobs_mounted} mounted, {dest.seconds:.1f}s"
+                + (f" ({dest.detail})" if dest.detail else ""),
+                file=out,
+            )
+    if action == "copy" and result.digest:
+        print(
+            f"source  {result.source} @ {result.digest}: {human_size(result.bytes_read)} read",
+            file=out,
+        )
+
+
+def print_json(result: CopyResult, out: TextIO) -> None:
+    json.dump(result.to_json(), out, indent=2)
+    out.write("\n")

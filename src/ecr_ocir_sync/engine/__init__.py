@@ -1,0 +1,1 @@
+"""Copying one image to N destinations, and propagating deletions."""

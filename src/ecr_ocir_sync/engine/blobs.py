@@ -1,0 +1,112 @@
+"""Getting one blob to the destinations that lack it: mount if possible, else stream.
+
+Transient failures are retried per blob with backoff, and only for the
+destinations that failed; a permanent one (integrity, auth, not found) ends
+that destination's copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ecr_ocir_sync.engine.progress import (
+    BlobDone,
+    BlobOutcome,
+    BytesRead,
+    BytesWritten,
+    ProgressListener,
+    Retrying,
+)
+from ecr_ocir_sync.engine.tee import BlobSink, tee_blob
+from ecr_ocir_sync.errors import SyncError
+from ecr_ocir_sync.oci.digest import Digest
+from ecr_ocir_sync.oci.manifest import Descriptor
+from ecr_ocir_sync.registry.client import RegistryClient
+from ecr_ocir_sync.registry.retry import RetryPolicy
+
+__all__ = ["BlobCopier", "BlobLocations"]
+
+
+@dataclass(slots=True)
+class BlobLocations:
+    """Where a blob is known to live, per registry host: the source of a mount."""
+
+    _known: dict[tuple[str, Digest], str] = field(default_factory=dict)
+
+    def remember(self, host: str, digest: Digest, repository: str) -> None:
+        self._known[(host, digest)] = repository
+
+    def find(self, host: str, digest: Digest, exclude: str) -> str | None:
+        repository = self._known.get((host, digest))
+        return repository if repository != exclude else None
+
+
+@dataclass(slots=True)
+class BlobCopier:
+    """Copies blobs from one source repository; shared by every blob of one image."""
+
+    source: RegistryClient
+    source_repository: str
+    retry: RetryPolicy
+    progress: ProgressListener
+    locations: BlobLocations
+    depth: int = 16
+
+    async def copy(
+        self, blob: Descriptor, sinks: Sequence[BlobSink]
+    ) -> dict[BlobSink, SyncError | None]:
+        """Put ``blob`` in every sink; each sink's final error, or None when it has it."""
+        results: dict[BlobSink, SyncError | None] = {}
+        pending: list[BlobSink] = []
+        for sink in sinks:
+            if await self._try_mount(blob, sink):
+                results[sink] = None
+            else:
+                pending.append(sink)
+        attempt = 1
+        while pending:
+            errors = await tee_blob(
+                self.source,
+                self.source_repository,
+                blob,
+                pending,
+                on_read=lambda count: self.progress(BytesRead(count)),
+                on_sent=lambda sink, count: self.progress(BytesWritten(sink.name, count)),
+                depth=self.depth,
+            )
+            retry: list[tuple[BlobSink, SyncError]] = []
+            for sink, error in zip(pending, errors, strict=True):
+                if error is None:
+                    results[sink] = None
+                    self.locations.remember(sink.client.host, blob.digest, sink.repository)
+                    self.progress(BlobDone(sink.name, blob.digest, blob.size, BlobOutcome.COPIED))
+                elif error.retryable and attempt < self.retry.attempts:
+                    retry.append((sink, error))
+                else:
+                    results[sink] = error
+            if retry:
+                delay = max(self.retry.delay(attempt, error) for _, error in retry)
+                for sink, error in retry:
+                    self.progress(Retrying(sink.name, blob.digest, str(error), delay))
+                await asyncio.sleep(delay)
+            pending = [sink for sink, _ in retry]
+            attempt += 1
+        return results
+
+    async def _try_mount(self, blob: Descriptor, sink: BlobSink) -> bool:
+        """Mount from a repository of the same registry that holds the blob."""
+        host = sink.client.host
+        from_repository = self.locations.find(host, blob.digest, exclude=sink.repository)
+        if from_repository is None and host == self.source.host:
+            from_repository = self.source_repository
+        if from_repository is None or from_repository == sink.repository:
+            return False
+        try:
+            mounted = await sink.client.mount_blob(sink.repository, blob.digest, from_repository)
+        except SyncError:
+            return False  # a refused mount is no failure: the blob is streamed instead
+        if mounted:
+            self.progress(BlobDone(sink.name, blob.digest, blob.size, BlobOutcome.MOUNTED))
+        return mounted

@@ -1,0 +1,233 @@
+"""Copy one source image to N destinations.
+
+Order of work: read the root manifest; ask each destination whether it holds
+the tag at that digest already (then it is done); read the children of an
+index; ask each destination which blobs and child manifests it lacks; move
+each missing blob once from the source to every destination lacking it; push
+child manifests, then the root under its tag.  A destination that fails is
+dropped from the rest of the work; the others go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from ecr_ocir_sync.engine.blobs import BlobCopier, BlobLocations
+from ecr_ocir_sync.engine.destination import Destination, DestinationState
+from ecr_ocir_sync.engine.progress import (
+    BlobDone,
+    BlobOutcome,
+    BytesRead,
+    BytesWritten,
+    DestinationPlanned,
+    ProgressEvent,
+    ProgressListener,
+    ignore_progress,
+)
+from ecr_ocir_sync.engine.result import CopyResult, DestinationResult
+from ecr_ocir_sync.engine.source import SourceImage, read_children
+from ecr_ocir_sync.errors import SyncError
+from ecr_ocir_sync.oci.manifest import Descriptor, Manifest
+from ecr_ocir_sync.oci.reference import ImageReference
+from ecr_ocir_sync.registry.client import RegistryClient
+from ecr_ocir_sync.registry.retry import RetryPolicy
+
+__all__ = ["CopyOptions", "copy_image"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class CopyOptions:
+    """Knobs of one copy; the defaults suit a pod with a few hundred MiB."""
+
+    blob_concurrency: int = 4
+    probe_concurrency: int = 16
+    chunk_queue_depth: int = 16
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+def _target_reference(destination: Destination, source: ImageReference, root: Manifest) -> str:
+    return destination.reference.tag or source.tag or root.digest
+
+
+class _Copy:
+    """The state of one copy_image call."""
+
+    def __init__(
+        self,
+        source: RegistryClient,
+        reference: ImageReference,
+        destinations: Sequence[Destination],
+        *,
+        options: CopyOptions,
+        progress: ProgressListener,
+        locations: BlobLocations,
+    ) -> None:
+        self.source = source
+        self.reference = reference
+        self.options = options
+        self.listener = progress
+        self.states = [DestinationState(d, DestinationResult(d.name)) for d in destinations]
+        self._by_name = {state.destination.name: state.result for state in self.states}
+        self.result = CopyResult(
+            source=str(reference), destinations=[s.result for s in self.states]
+        )
+        self.copier = BlobCopier(
+            source,
+            reference.repository,
+            options.retry,
+            self.progress,
+            locations,
+            options.chunk_queue_depth,
+        )
+        self._probes = asyncio.Semaphore(options.probe_concurrency)
+
+    def progress(self, event: ProgressEvent) -> None:
+        """Keep the per-destination counters, then pass the event on."""
+        if isinstance(event, BytesRead):
+            self.result.bytes_read += event.count
+        elif isinstance(event, BytesWritten):
+            self._by_name[event.destination].bytes_sent += event.count
+        elif isinstance(event, BlobDone):
+            counters = self._by_name[event.destination]
+            if event.outcome is BlobOutcome.COPIED:
+                counters.blobs_copied += 1
+            elif event.outcome is BlobOutcome.MOUNTED:
+                counters.blobs_mounted += 1
+            else:
+                counters.blobs_skipped += 1
+        self.listener(event)
+
+    def active(self) -> list[DestinationState]:
+        return [state for state in self.states if state.active]
+
+    async def _guarded(self, state: DestinationState, work: Awaitable[None]) -> None:
+        """Run one destination's step; its failure is recorded, not raised."""
+        try:
+            await work
+        except SyncError as error:
+            state.fail(error)
+
+    async def _probe(self, call: Callable[[], Awaitable[T]]) -> T:
+        async with self._probes:
+            return await call()
+
+    async def run(self) -> CopyResult:
+        try:
+            root = await self.source.get_manifest(
+                self.reference.repository, self.reference.manifest_reference
+            )
+        except SyncError as error:
+            for state in self.states:
+                state.fail(error)
+            return self.result
+        self.result.digest = root.digest
+        await asyncio.gather(*(self._guarded(s, self._check_current(s, root)) for s in self.states))
+        if not self.active():
+            return self.result
+        try:
+            image = await read_children(self.source, self.reference, root)
+        except SyncError as error:
+            for state in self.active():
+                state.fail(error)
+            return self.result
+        await asyncio.gather(*(self._guarded(s, self._plan(s, image)) for s in self.active()))
+        await self._copy_blobs(image)
+        await asyncio.gather(*(self._guarded(s, self._push(s, image)) for s in self.active()))
+        return self.result
+
+    async def _check_current(self, state: DestinationState, root: Manifest) -> None:
+        dest = state.destination
+        target = _target_reference(dest, self.reference, root)
+        current = await dest.client.manifest_digest(dest.reference.repository, target)
+        if current == root.digest:
+            state.up_to_date = True
+            state.result.detail = f"already at {root.digest}"
+            self.progress(DestinationPlanned(dest.name, 0, 0, up_to_date=True))
+
+    async def _plan(self, state: DestinationState, image: SourceImage) -> None:
+        dest = state.destination
+        repository = dest.reference.repository
+
+        async def has_blob(blob: Descriptor) -> bool:
+            return await self._probe(lambda: dest.client.blob_exists(repository, blob.digest))
+
+        async def has_manifest(manifest: Manifest) -> bool:
+            found = await self._probe(
+                lambda: dest.client.manifest_digest(repository, manifest.digest)
+            )
+            return found is not None
+
+        present = await asyncio.gather(*(has_blob(blob) for blob in image.blobs))
+        for blob, there in zip(image.blobs, present, strict=True):
+            if there:
+                self.progress(BlobDone(dest.name, blob.digest, blob.size, BlobOutcome.SKIPPED))
+            else:
+                state.missing_blobs.add(blob.digest)
+        children_present = await asyncio.gather(*(has_manifest(m) for m in image.children))
+        state.missing_manifests = {
+            m.digest for m, there in zip(image.children, children_present, strict=True) if not there
+        }
+        needed = [blob for blob in image.blobs if blob.digest in state.missing_blobs]
+        self.progress(
+            DestinationPlanned(dest.name, len(needed), sum(b.size for b in needed), False)
+        )
+
+    async def _copy_blobs(self, image: SourceImage) -> None:
+        slots = asyncio.Semaphore(self.options.blob_concurrency)
+
+        async def one(blob: Descriptor) -> None:
+            async with slots:
+                needing = [s for s in self.active() if blob.digest in s.missing_blobs]
+                if not needing:
+                    return
+                outcome = await self.copier.copy(blob, [s.sink for s in needing])
+                for state in needing:
+                    error = outcome.get(state.sink)
+                    if error is not None:
+                        state.fail(error)
+
+        await asyncio.gather(*(one(blob) for blob in image.blobs))
+
+    async def _push(self, state: DestinationState, image: SourceImage) -> None:
+        dest = state.destination
+        repository = dest.reference.repository
+        for child in image.children:
+            if child.digest in state.missing_manifests:
+                await dest.client.put_manifest(repository, child.digest, child)
+                state.result.manifests_pushed += 1
+        target = _target_reference(dest, self.reference, image.root)
+        await dest.client.put_manifest(repository, target, image.root)
+        state.result.manifests_pushed += 1
+
+
+async def copy_image(
+    source: RegistryClient,
+    reference: ImageReference,
+    destinations: Sequence[Destination],
+    *,
+    options: CopyOptions | None = None,
+    progress: ProgressListener = ignore_progress,
+    locations: BlobLocations | None = None,
+) -> CopyResult:
+    """Copy ``reference`` from ``source`` to every destination; never raises SyncError."""
+    started = time.monotonic()
+    copy = _Copy(
+        source,
+        reference,
+        destinations,
+        options=options or CopyOptions(),
+        progress=progress,
+        locations=locations or BlobLocations(),
+    )
+    result = await copy.run()
+    elapsed = time.monotonic() - started
+    result.seconds = elapsed
+    for destination in result.destinations:
+        destination.seconds = elapsed
+    return result

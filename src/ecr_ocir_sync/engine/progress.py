@@ -1,0 +1,84 @@
+"""Progress events the engine emits; metrics and displays subscribe to them.
+
+The engine never formats or aggregates: it reports what happened, as it happens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from ecr_ocir_sync.oci.digest import Digest
+
+__all__ = [
+    "BlobDone",
+    "BlobOutcome",
+    "BytesRead",
+    "BytesWritten",
+    "DestinationPlanned",
+    "ProgressEvent",
+    "ProgressListener",
+    "Retrying",
+    "ignore_progress",
+]
+
+
+class BlobOutcome(StrEnum):
+    COPIED = "copied"
+    SKIPPED = "skipped"
+    MOUNTED = "mounted"
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationPlanned:
+    """``destination`` needs ``bytes_needed`` bytes in ``blobs_needed`` blobs."""
+
+    destination: str
+    blobs_needed: int
+    bytes_needed: int
+    up_to_date: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BytesRead:
+    """``count`` more bytes arrived from the source."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class BytesWritten:
+    """``count`` more bytes were sent to ``destination``."""
+
+    destination: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlobDone:
+    destination: str
+    digest: Digest
+    size: int
+    outcome: BlobOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class Retrying:
+    """A transient failure; the blob is tried again after ``delay`` seconds."""
+
+    destination: str
+    digest: Digest
+    error: str
+    delay: float
+
+
+ProgressEvent = DestinationPlanned | BytesRead | BytesWritten | BlobDone | Retrying
+
+
+class ProgressListener(Protocol):
+    def __call__(self, event: ProgressEvent) -> None: ...
+
+
+def ignore_progress(event: ProgressEvent) -> None:
+    """The listener used when nobody is listening."""

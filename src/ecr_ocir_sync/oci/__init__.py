@@ -1,0 +1,1 @@
+"""Pure data of the OCI distribution world: references, digests, manifests. No I/O."""

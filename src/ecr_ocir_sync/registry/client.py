@@ -1,0 +1,311 @@
+"""One registry over the OCI distribution API.
+
+Manifests are fetched and pushed as raw bytes so digests are preserved; every
+manifest read is checked against the digest the registry states and the one
+asked for.  Blobs are probed with HEAD, streamed with GET (redirects to other
+hosts followed without the registry's Authorization header, as ECR's
+pre-signed storage URLs demand), and uploaded as the docker client does:
+POST, one streamed PATCH, PUT ``?digest=``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import quote, urljoin, urlsplit
+
+import httpx
+
+from ecr_ocir_sync.errors import AuthError, NotFoundError, ProtocolError
+from ecr_ocir_sync.oci.digest import Digest, digest_of, parse_digest
+from ecr_ocir_sync.oci.manifest import Manifest, parse_manifest
+from ecr_ocir_sync.oci.mediatypes import MANIFEST_ACCEPT
+from ecr_ocir_sync.registry.auth import Authenticator
+from ecr_ocir_sync.registry.credentials import CredentialProvider
+from ecr_ocir_sync.registry.retry import RetryPolicy, with_retries
+from ecr_ocir_sync.registry.transport import raise_for_status, send
+
+__all__ = ["RegistryClient"]
+
+_MAX_REDIRECTS = 5
+_MAX_MANIFEST = 4 * 1024 * 1024  # the distribution registry's own limit
+
+
+def pull_scope(repository: str) -> str:
+    return f"repository:{repository}:pull"
+
+
+def push_scope(repository: str) -> str:
+    return f"repository:{repository}:pull,push"
+
+
+class RegistryClient:
+    """Talks to one registry host; shares the connection pool it is given."""
+
+    def __init__(
+        self,
+        host: str,
+        http: httpx.AsyncClient,
+        credentials: CredentialProvider,
+        *,
+        insecure: bool = False,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.host = host
+        self.base_url = f"{'http' if insecure else 'https'}://{host}"
+        self._http = http
+        self._auth = Authenticator(host, credentials, http)
+        self.retry = retry or RetryPolicy()
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return urljoin(self.base_url, path)
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        scope: str,
+        where: str,
+        *,
+        headers: dict[str, str] | None = None,
+        content: bytes | AsyncIterator[bytes] | None = None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        """One request with auth; a 401 is answered once, then is final."""
+        all_headers = dict(headers or {})
+        auth = await self._auth.header(scope)
+        if auth:
+            all_headers["Authorization"] = auth
+        request = self._http.build_request(method, url, headers=all_headers, content=content)
+        response = await send(self._http, request, where=where, stream=stream)
+        if response.status_code != 401:
+            return response
+        await response.aclose()
+        if content is not None and not isinstance(content, bytes):
+            # A streamed body cannot be replayed; callers authenticate first (POST).
+            raise AuthError(f"{where}: 401 Unauthorized during a streamed upload", status=401)
+        all_headers["Authorization"] = await self._auth.answer(response, scope, where)
+        request = self._http.build_request(method, url, headers=all_headers, content=content)
+        response = await send(self._http, request, where=where, stream=stream)
+        if response.status_code == 401:
+            await response.aread()
+            raise_for_status(response, where)
+        return response
+
+    def _where(self, action: str, repository: str) -> str:
+        return f"{action} {self.host}/{repository}"
+
+    # -- manifests ----------------------------------------------------------
+
+    async def get_manifest(self, repository: str, reference: str) -> Manifest:
+        """The manifest at ``reference`` (tag or digest), verified against its digest."""
+        where = self._where(f"reading manifest {reference} from", repository)
+
+        async def attempt() -> Manifest:
+            url = self._url(f"/v2/{repository}/manifests/{reference}")
+            response = await self._request(
+                "GET", url, pull_scope(repository), where, headers={"Accept": MANIFEST_ACCEPT}
+            )
+            raise_for_status(response, where, 200)
+            raw = response.content
+            if len(raw) > _MAX_MANIFEST:
+                raise ProtocolError(f"{where}: manifest of {len(raw)} bytes is too large")
+            actual = digest_of(raw)
+            stated = response.headers.get("Docker-Content-Digest")
+            if stated and stated != actual:
+                raise ProtocolError(f"{where}: registry states digest {stated}, bytes are {actual}")
+            if reference.startswith("sha256:") and reference != actual:
+                raise ProtocolError(f"{where}: asked for {reference}, bytes are {actual}")
+            return parse_manifest(raw, response.headers.get("Content-Type"), where)
+
+        return await with_retries(self.retry, attempt)
+
+    async def manifest_digest(self, repository: str, reference: str) -> Digest | None:
+        """The digest ``reference`` resolves to, or None when there is no such manifest."""
+        where = self._where(f"checking manifest {reference} at", repository)
+
+        async def attempt() -> Digest | None:
+            url = self._url(f"/v2/{repository}/manifests/{reference}")
+            response = await self._request(
+                "HEAD", url, pull_scope(repository), where, headers={"Accept": MANIFEST_ACCEPT}
+            )
+            if response.status_code == 404:
+                return None
+            raise_for_status(response, where, 200)
+            stated = response.headers.get("Docker-Content-Digest")
+            if stated:
+                return parse_digest(stated)
+            try:
+                return (await self.get_manifest(repository, reference)).digest
+            except NotFoundError:
+                return None
+
+        return await with_retries(self.retry, attempt)
+
+    async def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
+        """Push ``manifest``'s original bytes under ``reference`` (tag or digest)."""
+        where = self._where(f"writing manifest {manifest.digest} as {reference} to", repository)
+
+        async def attempt() -> None:
+            url = self._url(f"/v2/{repository}/manifests/{reference}")
+            response = await self._request(
+                "PUT",
+                url,
+                push_scope(repository),
+                where,
+                headers={"Content-Type": manifest.media_type},
+                content=manifest.raw,
+            )
+            raise_for_status(response, where, 200, 201)
+            stated = response.headers.get("Docker-Content-Digest")
+            if stated and stated != manifest.digest:
+                raise ProtocolError(
+                    f"{where}: registry stored it as {stated}; it rewrote the manifest"
+                )
+
+        await with_retries(self.retry, attempt)
+
+    async def delete_manifest(self, repository: str, digest: Digest) -> None:
+        """Delete the manifest ``digest`` (and so every tag pointing at it)."""
+        where = self._where(f"deleting manifest {digest} from", repository)
+
+        async def attempt() -> None:
+            url = self._url(f"/v2/{repository}/manifests/{digest}")
+            response = await self._request("DELETE", url, push_scope(repository), where)
+            raise_for_status(response, where, 200, 202)
+
+        await with_retries(self.retry, attempt)
+
+    async def list_tags(self, repository: str) -> list[str]:
+        """Every tag of ``repository``, following ``Link`` pagination."""
+        where = self._where("listing tags of", repository)
+        tags: list[str] = []
+        url: str | None = self._url(f"/v2/{repository}/tags/list")
+        while url is not None:
+            page_url = url
+
+            async def attempt(page_url: str = page_url) -> httpx.Response:
+                response = await self._request("GET", page_url, pull_scope(repository), where)
+                raise_for_status(response, where, 200)
+                return response
+
+            response = await with_retries(self.retry, attempt)
+            tags.extend(response.json().get("tags") or [])
+            next_link = response.links.get("next", {}).get("url")
+            url = urljoin(page_url, next_link) if next_link else None
+        return tags
+
+    # -- blobs --------------------------------------------------------------
+
+    async def blob_exists(self, repository: str, digest: Digest) -> bool:
+        where = self._where(f"checking blob {digest} at", repository)
+
+        async def attempt() -> bool:
+            url = self._url(f"/v2/{repository}/blobs/{digest}")
+            response = await self._request("HEAD", url, pull_scope(repository), where)
+            if response.status_code == 404:
+                return False
+            raise_for_status(response, where, 200)
+            return True
+
+        return await with_retries(self.retry, attempt)
+
+    @asynccontextmanager
+    async def open_blob(self, repository: str, digest: Digest) -> AsyncIterator[httpx.Response]:
+        """A streaming response with the blob's bytes; read it with ``aiter_raw``."""
+        where = self._where(f"reading blob {digest} from", repository)
+        url = self._url(f"/v2/{repository}/blobs/{digest}")
+        response = await self._request("GET", url, pull_scope(repository), where, stream=True)
+        try:
+            for _ in range(_MAX_REDIRECTS):
+                if not response.is_redirect:
+                    break
+                target = urljoin(str(response.url), response.headers["Location"])
+                await response.aclose()
+                headers = {}
+                if urlsplit(target).netloc == urlsplit(self.base_url).netloc:
+                    auth = await self._auth.header(pull_scope(repository))
+                    headers = {"Authorization": auth} if auth else {}
+                # Pre-signed storage URLs reject a second auth mechanism: send none there.
+                request = self._http.build_request("GET", target, headers=headers)
+                response = await send(self._http, request, where=where, stream=True)
+            if response.status_code != 200:
+                await response.aread()
+                raise_for_status(response, where, 200)
+            yield response
+        finally:
+            await response.aclose()
+
+    async def start_upload(self, repository: str) -> str:
+        """Open an upload session; returns its absolute URL."""
+        where = self._where("starting a blob upload to", repository)
+
+        async def attempt() -> str:
+            url = self._url(f"/v2/{repository}/blobs/uploads/")
+            response = await self._request("POST", url, push_scope(repository), where)
+            raise_for_status(response, where, 202)
+            return self._location(response, where)
+
+        return await with_retries(self.retry, attempt)
+
+    async def mount_blob(self, repository: str, digest: Digest, from_repository: str) -> bool:
+        """Mount ``digest`` from another repository of this registry; False if refused."""
+        where = self._where(f"mounting blob {digest} from {from_repository} into", repository)
+        url = self._url(
+            f"/v2/{repository}/blobs/uploads/?mount={quote(digest)}&from={quote(from_repository)}"
+        )
+        scope = f"{push_scope(repository)} {pull_scope(from_repository)}"
+        response = await self._request("POST", url, scope, where)
+        if response.status_code == 201:
+            return True
+        raise_for_status(response, where, 202)
+        # The registry opened an ordinary upload instead; close it.
+        await self.cancel_upload(repository, self._location(response, where))
+        return False
+
+    async def upload_blob(
+        self, repository: str, location: str, digest: Digest, size: int, body: AsyncIterator[bytes]
+    ) -> None:
+        """Stream ``body`` in one PATCH, then commit with PUT ``?digest=``.
+
+        If ``body`` raises (the source failed or its bytes did not verify), the
+        PATCH is aborted and the PUT never sent: nothing is committed.
+        """
+        where = self._where(f"writing blob {digest} to", repository)
+        response = await self._request(
+            "PATCH",
+            location,
+            push_scope(repository),
+            where,
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            content=body,
+        )
+        raise_for_status(response, where, 202, 204)
+        committed = self._location(response, where)
+        separator = "&" if urlsplit(committed).query else "?"
+        response = await self._request(
+            "PUT",
+            f"{committed}{separator}digest={quote(digest)}",
+            push_scope(repository),
+            where,
+            headers={"Content-Length": "0"},
+            content=b"",
+        )
+        raise_for_status(response, where, 201, 204)
+
+    async def cancel_upload(self, repository: str, location: str) -> None:
+        """Best effort: tell the registry to drop an unfinished upload."""
+        where = self._where("cancelling an upload to", repository)
+        try:
+            response = await self._request("DELETE", location, push_scope(repository), where)
+            await response.aclose()
+        except Exception:  # noqa: BLE001, S110 - the registry expires abandoned uploads anyway
+            pass
+
+    def _location(self, response: httpx.Response, where: str) -> str:
+        location = response.headers.get("Location")
+        if not location:
+            raise ProtocolError(f"{where}: {response.status_code} without a Location header")
+        return str(urljoin(str(response.url), location))

@@ -1,0 +1,37 @@
+"""OCIR logins and hosts: ``<key>.ocir.io``, user ``<namespace>/<user>``, auth token."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ecr_ocir_sync.registry.credentials import Credentials
+
+__all__ = ["OcirCredentials", "ocir_host", "ocir_login"]
+
+
+def ocir_host(region_key: str) -> str:
+    """``mel`` → ``mel.ocir.io``; a full region identifier works the same way."""
+    return f"{region_key.strip().lower()}.ocir.io"
+
+
+def ocir_login(namespace: str, username: str) -> str:
+    """``<namespace>/<user>`` unless the user already names its namespace or IdP."""
+    return username if "/" in username else f"{namespace}/{username}"
+
+
+class OcirCredentials:
+    """One OCIR login, offered to every ``*.ocir.io`` host and any overridden endpoint."""
+
+    def __init__(
+        self, namespace: str, username: str, auth_token: str, extra_hosts: Mapping[str, str] = {}
+    ) -> None:
+        self._credentials = Credentials(ocir_login(namespace, username), auth_token)
+        self._extra_hosts = frozenset(extra_hosts.values())
+
+    async def credentials(self, host: str) -> Credentials | None:
+        if host.endswith(".ocir.io") or host in self._extra_hosts:
+            return self._credentials
+        return None
+
+    def invalidate(self, host: str) -> None:
+        """An auth token does not refresh; a 401 is final."""

@@ -1,0 +1,113 @@
+"""The one place where httpx meets the error tree.
+
+Every request to a registry goes through :func:`send`, which turns httpx's
+exceptions into :mod:`ecr_ocir_sync.errors` classes, and every answer is
+judged by :func:`raise_for_status`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from email.utils import parsedate_to_datetime
+from time import time
+
+import httpx
+
+from ecr_ocir_sync.errors import (
+    AuthError,
+    NotFoundError,
+    ProtocolError,
+    RateLimitedError,
+    RegistryError,
+    UnavailableError,
+)
+
+__all__ = ["iter_body", "new_http_client", "raise_for_status", "retry_after_seconds", "send"]
+
+_TIMEOUT = httpx.Timeout(connect=15.0, read=120.0, write=120.0, pool=None)
+
+
+def new_http_client(*, max_connections: int = 64) -> httpx.AsyncClient:
+    """The shared connection pool. Redirects are followed by hand (see client)."""
+    return httpx.AsyncClient(
+        timeout=_TIMEOUT,
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=32),
+        headers={"User-Agent": "ecr-ocir-sync"},
+        trust_env=False,
+    )
+
+
+async def send(
+    http: httpx.AsyncClient, request: httpx.Request, *, where: str, stream: bool = False
+) -> httpx.Response:
+    """Send ``request``; connection-level failures become retryable errors."""
+    try:
+        return await http.send(request, stream=stream)
+    except httpx.TimeoutException as exc:
+        raise UnavailableError(f"{where}: timed out ({type(exc).__name__})") from exc
+    except httpx.TransportError as exc:
+        detail = str(exc) or type(exc).__name__
+        raise UnavailableError(f"{where}: {detail}") from exc
+
+
+async def iter_body(response: httpx.Response, where: str) -> AsyncIterator[bytes]:
+    """The raw body of a streamed response; a connection lost midway is retryable."""
+    try:
+        async for chunk in response.aiter_raw():
+            yield chunk
+    except httpx.TimeoutException as exc:
+        raise UnavailableError(f"{where}: timed out mid-body ({type(exc).__name__})") from exc
+    except httpx.TransportError as exc:
+        detail = str(exc) or type(exc).__name__
+        raise UnavailableError(f"{where}: connection lost mid-body: {detail}") from exc
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """``Retry-After`` as seconds, whether given as a number or an HTTP date."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _registry_detail(response: httpx.Response) -> str:
+    """The first error code and message of a distribution error body, if any."""
+    try:
+        body = json.loads(response.content) if response.content else None
+    except (ValueError, httpx.ResponseNotRead):
+        return ""
+    if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
+        first = body["errors"][0]
+        if isinstance(first, dict):
+            return f" ({first.get('code', '')}: {first.get('message', '')})"
+    return ""
+
+
+def raise_for_status(response: httpx.Response, where: str, *expected: int) -> None:
+    """Raise the error class that ``response``'s status means unless it is ``expected``."""
+    status = response.status_code
+    if status in expected:
+        return
+    text = f"{where}: {status} {response.reason_phrase}{_registry_detail(response)}"
+    error: type[RegistryError]
+    if status in (401, 403):
+        error = AuthError
+        text += "; check the credentials for this registry and their permissions"
+    elif status == 404:
+        error = NotFoundError
+    elif status == 429:
+        error = RateLimitedError
+    elif status >= 500 or status == 408:
+        error = UnavailableError
+    else:
+        error = ProtocolError
+    raise error(text, status=status, retry_after=retry_after_seconds(response))

@@ -1,0 +1,66 @@
+"""Fixtures that start real registries on loopback and clean up after themselves."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ecr_ocir_sync.registry.credentials import Credentials, StaticCredentials
+from ecr_ocir_sync.registry.pool import Registries
+from ecr_ocir_sync.registry.retry import RetryPolicy
+from tests.support.images import Pusher
+from tests.support.registry import RegistryServer
+
+USER, PASSWORD = "mirror", "s3cret-test-only"
+
+# Short backoff keeps failure-path tests quick; the behaviour is the same.
+FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2)
+
+
+@pytest.fixture
+def start_registry(tmp_path: Path) -> Iterator[Callable[..., RegistryServer]]:
+    started: list[RegistryServer] = []
+
+    def start(name: str, **options: object) -> RegistryServer:
+        server = RegistryServer(tmp_path / name, **options).start()  # type: ignore[arg-type]
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def source(start_registry: Callable[..., RegistryServer]) -> RegistryServer:
+    return start_registry("source")
+
+
+@pytest.fixture
+def dest_open(start_registry: Callable[..., RegistryServer]) -> RegistryServer:
+    return start_registry("dest-open")
+
+
+@pytest.fixture
+def dest_basic(start_registry: Callable[..., RegistryServer]) -> RegistryServer:
+    """A destination that demands a login, like OCIR."""
+    return start_registry("dest-basic", username=USER, password=PASSWORD)
+
+
+@pytest.fixture
+def push_source(source: RegistryServer) -> Iterator[Pusher]:
+    pusher = Pusher(source.url)
+    yield pusher
+    pusher.close()
+
+
+@pytest.fixture
+async def registries(
+    source: RegistryServer, dest_open: RegistryServer, dest_basic: RegistryServer
+) -> AsyncIterator[Registries]:
+    credentials = StaticCredentials({dest_basic.host: Credentials(USER, PASSWORD)})
+    insecure = frozenset({source.host, dest_open.host, dest_basic.host})
+    async with Registries(credentials, insecure=insecure, retry=FAST_RETRY) as pool:
+        yield pool
