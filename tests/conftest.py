@@ -56,11 +56,17 @@ def push_source(source: RegistryServer) -> Iterator[Pusher]:
     pusher.close()
 
 
+def make_registries(*insecure_hosts: str, logins: dict[str, Credentials]) -> Registries:
+    """A client pool for test registries: plain HTTP to each host named."""
+    return Registries(
+        StaticCredentials(logins), insecure=frozenset(insecure_hosts), retry=FAST_RETRY
+    )
+
+
 @pytest.fixture
 async def registries(
     source: RegistryServer, dest_open: RegistryServer, dest_basic: RegistryServer
 ) -> AsyncIterator[Registries]:
-    credentials = StaticCredentials({dest_basic.host: Credentials(USER, PASSWORD)})
-    insecure = frozenset({source.host, dest_open.host, dest_basic.host})
-    async with Registries(credentials, insecure=insecure, retry=FAST_RETRY) as pool:
+    logins = {dest_basic.host: Credentials(USER, PASSWORD)}
+    async with make_registries(source.host, dest_open.host, dest_basic.host, logins=logins) as pool:
         yield pool

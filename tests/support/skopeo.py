@@ -43,7 +43,9 @@ def exists(reference: str, creds: str | None = None) -> bool:
 
 def pull_all(reference: str, into: Path, creds: str | None = None) -> None:
     """``skopeo copy --all`` out of ``reference`` into an OCI layout: every blob must verify."""
-    command = ["skopeo", "copy", "--all", "--preserve-digests"]
+    # No --preserve-digests: a Docker manifest list must be converted to land in an OCI
+    # layout; every blob is still read and verified against its digest on the way.
+    command = ["skopeo", "copy", "--all"]
     if reference.startswith("127.0.0.1"):
         command.append("--src-tls-verify=false")
     if creds:
