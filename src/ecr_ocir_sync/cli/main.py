@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from ecr_ocir_sync import __version__
+from ecr_ocir_sync.config import ocir_endpoints
 from ecr_ocir_sync.engine.destination import Destination
 from ecr_ocir_sync.engine.progress import ProgressListener, ignore_progress
 from ecr_ocir_sync.engine.result import CopyResult
@@ -35,6 +36,7 @@ references look like host[:port]/repo/path:tag or host[:port]/repo/path@sha256:<
 
 credentials, asked for only when a registry challenges:
   *.ocir.io        OCI_TENANCY (namespace), OCI_USERNAME, OCI_AUTH_TOKEN
+                   (OCIR_ENDPOINT_<KEY>=https://host overrides <key>.ocir.io)
   ECR hosts        AWS GetAuthorizationToken via the default AWS credential chain
   any registry     --authfile, else $REGISTRY_AUTH_FILE, else ~/.docker/config.json
 
@@ -125,8 +127,9 @@ def _destination_references(
                 "no DEST given: name destinations, or set OCI_REPO_REGION_KEY (e.g. 'mel,syd') "
                 "and OCI_TENANCY (the OCIR namespace)"
             )
+        endpoints = {key: endpoint.host for key, endpoint in ocir_endpoints().items()}
         references = region_destinations(
-            source, region_keys=parse_region_keys(keys), namespace=namespace
+            source, region_keys=parse_region_keys(keys), namespace=namespace, endpoints=endpoints
         )
     for reference in references:
         if reference.digest is not None:
@@ -138,12 +141,15 @@ def _destination_references(
 
 
 def _registries(args: argparse.Namespace) -> Registries:
+    endpoints = ocir_endpoints()
     settings = CredentialSettings(
         authfile=args.authfile,
         ecr_hosts=dict(args.ecr),
         ocir=ocir_login_from_env(),
+        ocir_hosts={key: endpoint.host for key, endpoint in endpoints.items()},
     )
-    return Registries(build_credentials(settings), insecure=frozenset(args.insecure))
+    insecure = {*args.insecure, *(e.host for e in endpoints.values() if e.insecure)}
+    return Registries(build_credentials(settings), insecure=frozenset(insecure))
 
 
 def _listener(args: argparse.Namespace) -> tuple[ProgressListener, AbstractContextManager[object]]:
