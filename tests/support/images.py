@@ -88,9 +88,7 @@ def build_image(
             "digest": sha256(config),
             "size": len(config),
         },
-        "layers": [
-            {"mediaType": layer_type, "digest": sha256(b), "size": len(b)} for b in layers
-        ],
+        "layers": [{"mediaType": layer_type, "digest": sha256(b), "size": len(b)} for b in layers],
     }
     blobs = {sha256(config): config, **{sha256(b): b for b in layers}}
     return Image(json.dumps(manifest, indent=3).encode(), manifest["mediaType"], blobs)

@@ -42,9 +42,7 @@ class RegistryServer:
     def blob_path(self, digest: str) -> Path:
         """Where the filesystem driver keeps a blob's bytes (tests corrupt them here)."""
         hexdigest = digest.removeprefix("sha256:")
-        return (
-            self.storage / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest / "data"
-        )
+        return self.storage / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest / "data"
 
     def _config(self) -> str:
         auth = ""
