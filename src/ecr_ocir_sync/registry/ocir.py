@@ -15,8 +15,12 @@ def ocir_host(region_key: str) -> str:
 
 
 def ocir_login(namespace: str, username: str) -> str:
-    """``<namespace>/<user>`` unless the user already names its namespace or IdP."""
-    return username if "/" in username else f"{namespace}/{username}"
+    """``<namespace>/<user>`` unless the user already starts with the namespace.
+
+    A federated ``oracleidentitycloudservice/jane`` contains a slash but still
+    needs the namespace in front, so the test is the prefix, not any slash.
+    """
+    return username if username.startswith(f"{namespace}/") else f"{namespace}/{username}"
 
 
 class OcirCredentials:
