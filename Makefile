@@ -31,8 +31,8 @@ $(BIN)/activate: pyproject.toml
 venv: $(BIN)/activate
 
 lint: venv
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench demo
+	$(BIN)/ruff format --check src tests bench demo
 
 typecheck: venv
 	$(BIN)/mypy
