@@ -7,7 +7,6 @@ that destination's copy.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -90,7 +89,7 @@ class BlobCopier:
                 delay = max(self.retry.delay(attempt, error) for _, error in retry)
                 for sink, error in retry:
                     self.progress(Retrying(sink.name, blob.digest, str(error), delay))
-                await asyncio.sleep(delay)
+                await self.retry.sleep(delay)
             pending = [sink for sink, _ in retry]
             attempt += 1
         return results

@@ -84,9 +84,8 @@ class Authenticator:
         """Header to retry with after ``response`` (a 401); raise when there is none."""
         header = response.headers.get("WWW-Authenticate", "")
         challenge = parse_challenge(header) if header else Challenge("basic")
-        had_challenge = self._challenge is not None
         self._challenge = challenge
-        if had_challenge:
+        if "Authorization" in response.request.headers:
             # Credentials that worked before were refused: let the provider renew them.
             self._provider.invalidate(self.host)
             self._tokens.pop(scope, None)
@@ -123,7 +122,7 @@ class Authenticator:
                 params.insert(0, ("service", challenge.params["service"]))
             creds = await self._provider.credentials(self.host)
             headers = {"Authorization": creds.basic_header()} if creds else {}
-            where = f"getting a token for {scope} from {realm}"
+            where = f"getting a token for {self.host} ({scope}) from {realm}"
             request = self._http.build_request("GET", realm, params=params, headers=headers)
             response = await send(self._http, request, where=where)
             raise_for_status(response, where, 200)

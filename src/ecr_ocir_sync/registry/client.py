@@ -10,7 +10,8 @@ POST, one streamed PATCH, PUT ``?digest=``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -50,11 +51,12 @@ class RegistryClient:
         *,
         insecure: bool = False,
         retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.host = host
         self.base_url = f"{'http' if insecure else 'https'}://{host}"
         self._http = http
-        self._auth = Authenticator(host, credentials, http)
+        self._auth = Authenticator(host, credentials, http, clock)
         self.retry = retry or RetryPolicy()
 
     # -- plumbing -----------------------------------------------------------
@@ -225,7 +227,8 @@ class RegistryClient:
                 target = urljoin(str(response.url), response.headers["Location"])
                 await response.aclose()
                 headers = {}
-                if urlsplit(target).netloc == urlsplit(self.base_url).netloc:
+                target_origin = urlsplit(target)[:2]
+                if target_origin == urlsplit(self.base_url)[:2]:
                     auth = await self._auth.header(pull_scope(repository))
                     headers = {"Authorization": auth} if auth else {}
                 # Pre-signed storage URLs reject a second auth mechanism: send none there.

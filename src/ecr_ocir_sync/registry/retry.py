@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from ecr_ocir_sync.errors import SyncError
@@ -22,6 +22,8 @@ class RetryPolicy:
     attempts: int = 5
     base_delay: float = 0.5
     max_delay: float = 30.0
+    # Injected in tests to observe the waits instead of spending them.
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, compare=False)
 
     def delay(self, attempt: int, error: SyncError) -> float:
         """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
@@ -47,5 +49,5 @@ async def with_retries(
             delay = policy.delay(attempt, error)
             if on_retry is not None:
                 on_retry(error, delay)
-            await asyncio.sleep(delay)
+            await policy.sleep(delay)
             attempt += 1
