@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from ecr_ocir_sync import __version__
+from ecr_ocir_sync.cli.service_commands import add_service_commands, run_service_command
 from ecr_ocir_sync.config import ocir_endpoints
 from ecr_ocir_sync.engine.destination import Destination
 from ecr_ocir_sync.engine.progress import ProgressListener, ignore_progress
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     delete.add_argument("destinations", metavar="DEST", nargs="+")
+    add_service_commands(commands)
     return parser
 
 
@@ -185,6 +187,8 @@ async def _run(args: argparse.Namespace) -> CopyResult:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command in ("serve", "jobs"):
+            return run_service_command(args)
         result = asyncio.run(_run(args))
     except SyncError as error:
         print(f"ecr-ocir-sync: error: {error}", file=sys.stderr)

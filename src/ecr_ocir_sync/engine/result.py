@@ -29,6 +29,7 @@ class DestinationResult:
     manifests_pushed: int = 0
     seconds: float = 0.0
     detail: str | None = None
+    retry_after: float | None = None  # what a 429 / 503 asked for, if anything
 
     @property
     def ok(self) -> bool:
@@ -40,6 +41,7 @@ class DestinationResult:
             self.status = DestinationStatus.FAILED
             self.error = str(error) or type(error).__name__
             self.retryable = retryable
+            self.retry_after = getattr(error, "retry_after", None)
 
 
 @dataclass(slots=True)

@@ -1,0 +1,103 @@
+"""``serve`` and ``jobs list|show|retry``: the service and its store from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_service_commands", "run_service_command"]
+
+
+def add_service_commands(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run the web app (/sync, /jobs, /metrics) and the worker pool",
+        description="Run the sync service. Settings come from the environment; see README.",
+    )
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")  # noqa: S104 - a pod listens on all its addresses
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+
+    jobs = commands.add_parser(
+        "jobs",
+        help="list, show or retry jobs in the store (SYNC_DATA_DIR)",
+        description="Read the job store the service writes (SYNC_DATA_DIR).",
+    )
+    jobs.add_argument(
+        "--data-dir", type=Path, help="the store's directory (default $SYNC_DATA_DIR)"
+    )
+    actions = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="jobs, newest first")
+    listing.add_argument("--state", help="pending, running, succeeded, failed or superseded")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true")
+    show = actions.add_parser("show", help="one job in full (JSON)")
+    show.add_argument("job_id")
+    retry = actions.add_parser("retry", help="start a failed job again")
+    retry.add_argument("job_id")
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    from ecr_ocir_sync.errors import ConfigError  # noqa: PLC0415
+
+    path = args.data_dir or os.environ.get("SYNC_DATA_DIR")
+    if not path:
+        raise ConfigError("no job store: pass --data-dir or set SYNC_DATA_DIR")
+    store_file = Path(path) / "jobs.sqlite3"
+    if not store_file.exists():
+        raise ConfigError(f"no job store at {store_file}; is SYNC_DATA_DIR right?")
+    return Path(path)
+
+
+def _job_line(job: Any) -> str:
+    image = f"{job.repository}:{job.tag}" if job.tag else f"{job.repository}@{job.digest}"
+    line = f"{job.id}  {job.state.value:<10} {job.action:<6} {image}  attempts={job.attempts}"
+    if job.last_error and job.state.value != "succeeded":
+        line += f"  error={job.last_error}"
+    return line
+
+
+async def _jobs(args: argparse.Namespace) -> int:
+    from ecr_ocir_sync.jobs.model import JobState  # noqa: PLC0415
+    from ecr_ocir_sync.jobs.store import JobNotFoundError, JobStateError, JobStore  # noqa: PLC0415
+
+    store = JobStore(_data_dir(args)).open()
+    try:
+        if args.jobs_command == "list":
+            state = JobState(args.state) if args.state else None
+            jobs = await store.list(state, args.limit)
+            if args.json:
+                print(json.dumps([job.to_json() for job in jobs], indent=2))
+            else:
+                for job in jobs:
+                    print(_job_line(job))
+            return 0
+        try:
+            if args.jobs_command == "show":
+                print(json.dumps((await store.get(args.job_id)).to_json(), indent=2))
+            else:
+                job = await store.retry(args.job_id)
+                print(f"{job.id} is pending again; a running service picks it up")
+        except JobNotFoundError:
+            print(f"ecr-ocir-sync: error: no job with id {args.job_id!r}", file=sys.stderr)
+            return 1
+        except JobStateError as error:
+            print(f"ecr-ocir-sync: error: {error}", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        store.close()
+
+
+def run_service_command(args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        from ecr_ocir_sync.config import ServiceSettings  # noqa: PLC0415
+        from ecr_ocir_sync.server import serve  # noqa: PLC0415
+
+        serve(ServiceSettings.from_env(), args.host, args.port)
+        return 0
+    return asyncio.run(_jobs(args))

@@ -1,0 +1,1 @@
+"""The durable job store: an accepted event is never lost."""

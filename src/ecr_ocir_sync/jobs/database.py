@@ -1,0 +1,137 @@
+"""One SQLite connection on one thread, with group commit for submissions.
+
+Every call runs on the database thread, so the event loop never blocks on
+disk.  Calls marked ``batch`` that queue up while a commit is in progress
+are written in one transaction and made durable by one fsync: intake stays
+fast without weakening "committed before 202".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = ["Database"]
+
+T = TypeVar("T")
+_MAX_BATCH = 256
+
+
+@dataclass(slots=True)
+class _Call:
+    work: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    batch: bool
+
+
+def _settle(call: _Call, result: Any, error: BaseException | None) -> None:
+    def apply() -> None:
+        if call.future.done():
+            return
+        if error is not None:
+            call.future.set_exception(error)
+        else:
+            call.future.set_result(result)
+
+    call.loop.call_soon_threadsafe(apply)
+
+
+class Database:
+    """Runs work against one SQLite file on a dedicated thread."""
+
+    def __init__(self, path: Path, schema: str) -> None:
+        self.path = path
+        self._schema = schema
+        self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="job-store", daemon=True)
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            raise self._startup_error
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    async def call(self, work: Callable[[sqlite3.Connection], T], *, batch: bool = False) -> T:
+        """Run ``work(connection)`` in its own transaction (shared with others if ``batch``)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Call(work, future, loop, batch))
+        return await future
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        connection.row_factory = sqlite3.Row
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")  # committed means on disk
+        connection.execute("PRAGMA busy_timeout=5000")
+        connection.executescript(self._schema)
+        return connection
+
+    def _run(self) -> None:
+        try:
+            connection = self._connect()
+        except BaseException as error:  # noqa: BLE001 - reported to start()
+            self._startup_error = error
+            self._ready.set()
+            return
+        self._ready.set()
+        leftover: _Call | None = None
+        while True:
+            call = leftover if leftover is not None else self._queue.get()
+            leftover = None
+            if call is None:
+                break
+            calls = [call]
+            if call.batch:
+                while len(calls) < _MAX_BATCH:
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is not None and more.batch:
+                        calls.append(more)
+                    else:
+                        leftover = more
+                        if more is None:
+                            self._queue.put(None)
+                            leftover = None
+                        break
+            self._execute(connection, calls)
+        connection.close()
+
+    @staticmethod
+    def _execute(connection: sqlite3.Connection, calls: list[_Call]) -> None:
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            for index, call in enumerate(calls):
+                connection.execute(f"SAVEPOINT call{index}")
+                try:
+                    outcomes.append((call.work(connection), None))
+                    connection.execute(f"RELEASE call{index}")
+                except Exception as error:  # noqa: BLE001 - handed to the caller
+                    connection.execute(f"ROLLBACK TO call{index}")
+                    connection.execute(f"RELEASE call{index}")
+                    outcomes.append((None, error))
+            connection.execute("COMMIT")
+        except sqlite3.Error as commit_error:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            for call in calls:
+                _settle(call, None, commit_error)
+            return
+        for call, (result, failure) in zip(calls, outcomes, strict=True):
+            _settle(call, result, failure)

@@ -1,0 +1,370 @@
+"""The SQLite job store: submit, lease, renew, finish, retry, prune.
+
+Rules it keeps:
+
+- a job is committed before ``submit`` returns (the API answers 202 only then);
+- an event for an image whose job of the same action is still pending is
+  folded into that job instead of queueing a second copy;
+- per image key (account/region/repository:tag) the newest event wins: at
+  most one job per key runs at a time, and a job that a newer event has
+  overtaken ends ``superseded`` instead of running — so a stale DELETE never
+  removes a newer push and an older PUSH never overwrites a newer one;
+- a lease expires unless renewed, so a job whose process died runs again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ecr_ocir_sync.events import SyncRequest
+from ecr_ocir_sync.jobs.database import Database
+from ecr_ocir_sync.jobs.model import (
+    DestinationRecord,
+    Job,
+    JobState,
+    SubmitResult,
+    destinations_from_text,
+    destinations_to_text,
+)
+
+__all__ = ["JobNotFoundError", "JobStateError", "JobStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    action TEXT NOT NULL,
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    tag TEXT,
+    digest TEXT,
+    image_key TEXT NOT NULL,
+    event_time REAL NOT NULL,
+    event_id TEXT,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before REAL NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    last_error TEXT,
+    lease_owner TEXT,
+    lease_expires REAL,
+    destinations TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (state, not_before, seq);
+CREATE INDEX IF NOT EXISTS jobs_image ON jobs (image_key, state);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished);
+-- The newest event seen per image key, and the job that carries it.
+CREATE TABLE IF NOT EXISTS image_events (
+    image_key TEXT PRIMARY KEY,
+    event_time REAL NOT NULL,
+    seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL);
+"""
+
+
+class JobNotFoundError(LookupError):
+    """No job has that id."""
+
+
+class JobStateError(ValueError):
+    """The job is not in a state that allows the operation."""
+
+
+def _job(row: sqlite3.Row) -> Job:
+    values = dict(row)
+    values["state"] = JobState(values["state"])
+    values["destinations"] = destinations_from_text(values["destinations"])
+    return Job(**values)
+
+
+def _fetch(connection: sqlite3.Connection, job_id: str) -> Job:
+    row = connection.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        raise JobNotFoundError(job_id)
+    return _job(row)
+
+
+class JobStore:
+    """Durable jobs in ``<data_dir>/jobs.sqlite3``."""
+
+    def __init__(self, data_dir: Path, *, clock: Callable[[], float] = time.time) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = data_dir / "jobs.sqlite3"
+        self._clock = clock
+        self._db = Database(self.path, _SCHEMA)
+
+    def open(self) -> JobStore:
+        self._db.start()
+        return self
+
+    def close(self) -> None:
+        self._db.stop()
+
+    # -- intake ---------------------------------------------------------------
+
+    async def submit(self, request: SyncRequest) -> SubmitResult:
+        """Commit ``request`` as a job (or fold it into a pending one) durably."""
+        now = self._clock()
+
+        def work(connection: sqlite3.Connection) -> SubmitResult:
+            return _submit(connection, request, now)
+
+        return await self._db.call(work, batch=True)
+
+    # -- workers --------------------------------------------------------------
+
+    async def lease(self, owner: str, lease_seconds: float) -> Job | None:
+        """Take the next runnable job; overtaken jobs found on the way end superseded."""
+        now = self._clock()
+
+        def work(connection: sqlite3.Connection) -> Job | None:
+            while True:
+                row = connection.execute(
+                    """
+                    SELECT * FROM jobs
+                    WHERE ((state = 'pending' AND not_before <= :now)
+                           OR (state = 'running' AND lease_expires <= :now))
+                      AND image_key NOT IN (SELECT image_key FROM jobs
+                                            WHERE state = 'running' AND lease_expires > :now)
+                    ORDER BY not_before, seq LIMIT 1
+                    """,
+                    {"now": now},
+                ).fetchone()
+                if row is None:
+                    return None
+                latest = connection.execute(
+                    "SELECT seq FROM image_events WHERE image_key = ?", (row["image_key"],)
+                ).fetchone()
+                if latest is not None and latest["seq"] != row["seq"]:
+                    _supersede(connection, row["seq"], now)
+                    continue
+                connection.execute(
+                    """UPDATE jobs SET state = 'running', lease_owner = ?, lease_expires = ?,
+                       attempts = attempts + 1, started = COALESCE(started, ?), updated = ?
+                       WHERE seq = ?""",
+                    (owner, now + lease_seconds, now, now, row["seq"]),
+                )
+                return _fetch(connection, row["id"])
+
+        return await self._db.call(work)
+
+    async def renew(self, job_id: str, owner: str, lease_seconds: float) -> bool:
+        """Extend the lease; False if the job is no longer this owner's."""
+        now = self._clock()
+
+        def work(connection: sqlite3.Connection) -> bool:
+            cursor = connection.execute(
+                """UPDATE jobs SET lease_expires = ?, updated = ?
+                   WHERE id = ? AND lease_owner = ? AND state = 'running'""",
+                (now + lease_seconds, now, job_id, owner),
+            )
+            return cursor.rowcount == 1
+
+        return await self._db.call(work)
+
+    async def record(
+        self, job_id: str, owner: str, destinations: dict[str, DestinationRecord]
+    ) -> None:
+        """Save per-destination progress of a running job."""
+        now = self._clock()
+        text = destinations_to_text(destinations)
+
+        def work(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                """UPDATE jobs SET destinations = ?, updated = ?
+                   WHERE id = ? AND lease_owner = ? AND state = 'running'""",
+                (text, now, job_id, owner),
+            )
+
+        await self._db.call(work)
+
+    async def finish(
+        self,
+        job_id: str,
+        owner: str,
+        *,
+        state: JobState,
+        destinations: dict[str, DestinationRecord],
+        error: str | None = None,
+        retry_at: float | None = None,
+    ) -> Job:
+        """End an attempt: a final state, or back to pending until ``retry_at``."""
+        now = self._clock()
+        text = destinations_to_text(destinations)
+
+        def work(connection: sqlite3.Connection) -> Job:
+            connection.execute(
+                """UPDATE jobs SET state = ?, destinations = ?, last_error = ?, updated = ?,
+                       not_before = COALESCE(?, not_before), finished = ?,
+                       lease_owner = NULL, lease_expires = NULL
+                   WHERE id = ? AND lease_owner = ?""",
+                (
+                    state.value,
+                    text,
+                    error,
+                    now,
+                    retry_at,
+                    now if state.finished else None,
+                    job_id,
+                    owner,
+                ),
+            )
+            return _fetch(connection, job_id)
+
+        return await self._db.call(work)
+
+    async def recover(self) -> int:
+        """At start-up: jobs left running by a dead process of this pod run again now."""
+        now = self._clock()
+
+        def work(connection: sqlite3.Connection) -> int:
+            return connection.execute(
+                """UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_expires = NULL,
+                   not_before = ?, updated = ? WHERE state = 'running'""",
+                (now, now),
+            ).rowcount
+
+        return await self._db.call(work)
+
+    # -- operators ------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job:
+        return await self._db.call(lambda connection: _fetch(connection, job_id))
+
+    async def list(self, state: JobState | None = None, limit: int = 100) -> list[Job]:
+        def work(connection: sqlite3.Connection) -> list[Job]:
+            if state is None:
+                rows = connection.execute(
+                    "SELECT * FROM jobs ORDER BY seq DESC LIMIT ?", (limit,)
+                ).fetchall()
+            else:
+                rows = connection.execute(
+                    "SELECT * FROM jobs WHERE state = ? ORDER BY seq DESC LIMIT ?",
+                    (state.value, limit),
+                ).fetchall()
+            return [_job(row) for row in rows]
+
+        return await self._db.call(work)
+
+    async def retry(self, job_id: str) -> Job:
+        """Start a failed job again with a fresh set of attempts."""
+        now = self._clock()
+
+        def work(connection: sqlite3.Connection) -> Job:
+            job = _fetch(connection, job_id)
+            if job.state is not JobState.FAILED:
+                raise JobStateError(f"job {job_id} is {job.state.value}; only failed jobs retry")
+            connection.execute(
+                """UPDATE jobs SET state = 'pending', attempts = 0, not_before = ?, updated = ?,
+                   finished = NULL WHERE id = ?""",
+                (now, now, job_id),
+            )
+            return _fetch(connection, job_id)
+
+        return await self._db.call(work)
+
+    async def prune(self, older_than_seconds: float) -> int:
+        """Delete finished jobs that ended more than ``older_than_seconds`` ago."""
+        cutoff = self._clock() - older_than_seconds
+
+        def work(connection: sqlite3.Connection) -> int:
+            return connection.execute(
+                "DELETE FROM jobs WHERE finished IS NOT NULL AND finished < ?", (cutoff,)
+            ).rowcount
+
+        return await self._db.call(work)
+
+    async def counts(self) -> dict[JobState, int]:
+        def work(connection: sqlite3.Connection) -> dict[JobState, int]:
+            rows = connection.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+            found = {JobState(row[0]): int(row[1]) for row in rows}
+            return {state: found.get(state, 0) for state in JobState}
+
+        return await self._db.call(work)
+
+    async def ping(self) -> None:
+        """A real write, so readiness means the store can still commit."""
+        now = self._clock()
+
+        def work(connection: sqlite3.Connection) -> None:
+            connection.execute("INSERT OR REPLACE INTO heartbeat (id, at) VALUES (1, ?)", (now,))
+
+        await self._db.call(work)
+
+
+def _supersede(connection: sqlite3.Connection, seq: int, now: float) -> None:
+    connection.execute(
+        """UPDATE jobs SET state = 'superseded', finished = ?, updated = ?,
+           lease_owner = NULL, lease_expires = NULL,
+           last_error = 'a newer event for this tag was accepted; this one has no effect'
+           WHERE seq = ?""",
+        (now, now, seq),
+    )
+
+
+def _submit(connection: sqlite3.Connection, request: SyncRequest, now: float) -> SubmitResult:
+    event_time = request.event_time if request.event_time is not None else now
+    key = request.image_key
+    latest = connection.execute(
+        "SELECT event_time, seq FROM image_events WHERE image_key = ?", (key,)
+    ).fetchone()
+    is_newest = latest is None or event_time >= latest["event_time"]
+    pending = connection.execute(
+        """SELECT * FROM jobs WHERE image_key = ? AND action = ? AND state = 'pending'
+           ORDER BY seq DESC LIMIT 1""",
+        (key, request.action.value),
+    ).fetchone()
+    if pending is not None:
+        if is_newest:
+            connection.execute(
+                """UPDATE jobs SET event_time = MAX(event_time, ?), digest = COALESCE(?, digest),
+                   event_id = COALESCE(?, event_id), updated = ? WHERE seq = ?""",
+                (event_time, request.digest, request.event_id, now, pending["seq"]),
+            )
+            _mark_newest(connection, key, max(event_time, pending["event_time"]), pending["seq"])
+        return SubmitResult(_fetch(connection, pending["id"]), coalesced=True)
+    values: dict[str, Any] = {
+        "id": uuid.uuid4().hex,
+        "action": request.action.value,
+        "account": request.account,
+        "region": request.region,
+        "repository": request.repository,
+        "tag": request.tag,
+        "digest": request.digest,
+        "image_key": key,
+        "event_time": event_time,
+        "event_id": request.event_id,
+        "state": JobState.PENDING.value,
+        "not_before": now,
+        "created": now,
+        "updated": now,
+    }
+    cursor = connection.execute(
+        f"INSERT INTO jobs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",  # noqa: S608 - column names are ours
+        tuple(values.values()),
+    )
+    seq = int(cursor.lastrowid or 0)
+    if is_newest:
+        _mark_newest(connection, key, event_time, seq)
+    else:
+        _supersede(connection, seq, now)
+    return SubmitResult(_fetch(connection, values["id"]), coalesced=False)
+
+
+def _mark_newest(connection: sqlite3.Connection, key: str, event_time: float, seq: int) -> None:
+    connection.execute(
+        """INSERT INTO image_events (image_key, event_time, seq) VALUES (?, ?, ?)
+           ON CONFLICT (image_key) DO UPDATE SET event_time = excluded.event_time,
+           seq = excluded.seq""",
+        (key, event_time, seq),
+    )

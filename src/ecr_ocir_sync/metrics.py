@@ -1,0 +1,121 @@
+"""Every Prometheus series of the service, in one place.
+
+Labels stay bounded: action, outcome, state and destination (a configured
+region key) — never a repository, tag or digest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+from ecr_ocir_sync.engine.progress import (
+    BlobDone,
+    BytesRead,
+    BytesWritten,
+    ProgressEvent,
+    Retrying,
+)
+
+__all__ = ["Metrics", "ProgressMetrics"]
+
+_PREFIX = "ecr_ocir_sync"
+_DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+class Metrics:
+    """The series; one instance per process (tests make their own)."""
+
+    def __init__(self) -> None:
+        disable_created_metrics()  # the *_created series double the output and help no alert
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            f"{_PREFIX}_events_total",
+            "Events received on /sync, by what became of them",
+            ["result"],  # accepted | coalesced | ignored | rejected | unavailable
+            registry=r,
+        )
+        self.jobs = Counter(
+            f"{_PREFIX}_jobs_total",
+            "Job attempts by action and outcome",
+            ["action", "outcome"],  # succeeded | failed | retried | superseded
+            registry=r,
+        )
+        self.job_duration = Histogram(
+            f"{_PREFIX}_job_duration_seconds",
+            "Duration of one job attempt",
+            ["action"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.destination_duration = Histogram(
+            f"{_PREFIX}_destination_duration_seconds",
+            "Duration of one destination's part of a job attempt",
+            ["destination", "outcome"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.source_bytes = Counter(
+            f"{_PREFIX}_source_bytes_total", "Bytes read from the source (ECR)", registry=r
+        )
+        self.destination_bytes = Counter(
+            f"{_PREFIX}_destination_bytes_total",
+            "Bytes written to each destination",
+            ["destination"],
+            registry=r,
+        )
+        self.blobs = Counter(
+            f"{_PREFIX}_blobs_total",
+            "Blobs per destination by outcome",
+            ["destination", "outcome"],  # copied | skipped | mounted
+            registry=r,
+        )
+        self.blob_retries = Counter(
+            f"{_PREFIX}_blob_retries_total",
+            "Blob transfers retried after a transient failure",
+            ["destination"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            f"{_PREFIX}_queue_jobs", "Jobs in the store by state", ["state"], registry=r
+        )
+        self.in_flight = Gauge(
+            f"{_PREFIX}_jobs_in_flight", "Jobs being worked on by this process", registry=r
+        )
+        self.last_success = Gauge(
+            f"{_PREFIX}_destination_last_success_timestamp_seconds",
+            "When a job last succeeded at each destination",
+            ["destination"],
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class ProgressMetrics:
+    """An engine progress listener feeding the counters; maps reference names to region keys."""
+
+    def __init__(self, metrics: Metrics, region_of: Mapping[str, str]) -> None:
+        self._metrics = metrics
+        self._region_of = region_of
+
+    def __call__(self, event: ProgressEvent) -> None:
+        m = self._metrics
+        if isinstance(event, BytesRead):
+            m.source_bytes.inc(event.count)
+        elif isinstance(event, BytesWritten):
+            m.destination_bytes.labels(self._region_of[event.destination]).inc(event.count)
+        elif isinstance(event, BlobDone):
+            m.blobs.labels(self._region_of[event.destination], event.outcome.value).inc()
+        elif isinstance(event, Retrying):
+            m.blob_retries.labels(self._region_of[event.destination]).inc()

@@ -1,0 +1,85 @@
+"""The service's parts wired together: store, registries, runner, workers, metrics."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from pathlib import Path
+from typing import IO
+
+from ecr_ocir_sync.config import ServiceSettings
+from ecr_ocir_sync.errors import ConfigError
+from ecr_ocir_sync.jobs.store import JobStore
+from ecr_ocir_sync.metrics import Metrics
+from ecr_ocir_sync.registry.pool import Registries
+from ecr_ocir_sync.registry.providers import CredentialSettings, OcirLogin, build_credentials
+from ecr_ocir_sync.runner import JobRunner
+from ecr_ocir_sync.worker import WorkerPool
+
+__all__ = ["Service"]
+
+log = logging.getLogger("ecr_ocir_sync.service")
+
+
+def _lock(data_dir: Path) -> IO[bytes]:
+    """One serving process per data dir: its 'running' jobs are its own to recover."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = (data_dir / "serve.lock").open("wb")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ConfigError(
+            f"another ecr-ocir-sync serve is using SYNC_DATA_DIR={data_dir}; "
+            "give each process its own data directory"
+        ) from None
+    handle.write(str(os.getpid()).encode())
+    handle.flush()
+    return handle
+
+
+class Service:
+    """Owns every long-lived part; ``start`` and ``stop`` bracket its life."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.draining = False
+        self._lock = _lock(settings.data_dir)
+        self.store = JobStore(settings.data_dir)
+        ecr_hosts = {}
+        if settings.ecr_endpoint is not None:
+            # An overridden endpoint stands for the first allowed account and region.
+            account = sorted(settings.allowed_accounts)[0]
+            region = sorted(settings.allowed_regions)[0]
+            ecr_hosts[settings.ecr_endpoint.host] = (account, region)
+        credentials = build_credentials(
+            CredentialSettings(
+                ecr_hosts=ecr_hosts,
+                ocir=OcirLogin(settings.namespace, settings.username, settings.auth_token),
+                ocir_hosts={k: e.host for k, e in settings.ocir_endpoints.items()},
+            )
+        )
+        self.registries = Registries(credentials, insecure=settings.insecure_registries)
+        self.runner = JobRunner(settings, self.registries, self.metrics)
+        self.workers = WorkerPool(self.store, self.runner, settings, self.metrics)
+
+    async def start(self) -> None:
+        self.store.open()
+        recovered = await self.store.recover()
+        if recovered:
+            log.info("resuming %d job(s) interrupted by the previous process", recovered)
+        self.workers.start()
+
+    async def drain(self) -> None:
+        """Readiness fails, no new job starts, running ones get the grace period."""
+        self.draining = True
+        await self.workers.drain(self.settings.drain_seconds)
+
+    async def stop(self) -> None:
+        if not self.draining:
+            await self.drain()
+        await self.registries.aclose()
+        self.store.close()
+        self._lock.close()

@@ -1,0 +1,213 @@
+"""The worker pool: lease jobs, run them, renew leases, retry with backoff.
+
+Several jobs run at once per process (``SYNC_WORKERS``).  A failed attempt
+goes back to pending after an exponential, jittered delay (at least what a
+Retry-After asked for); after ``SYNC_MAX_ATTEMPTS`` — or at once for a
+failure no retry can fix — the job ends ``failed`` with its last error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+
+from ecr_ocir_sync.config import ServiceSettings
+from ecr_ocir_sync.jobs.model import DestinationRecord, Job, JobState
+from ecr_ocir_sync.jobs.store import JobStore
+from ecr_ocir_sync.logs import log_context
+from ecr_ocir_sync.metrics import Metrics
+from ecr_ocir_sync.runner import Attempt, JobRunner
+
+__all__ = ["WorkerPool", "backoff_seconds"]
+
+log = logging.getLogger("ecr_ocir_sync.worker")
+
+_IDLE_POLL = 1.0  # how often an idle worker looks for jobs whose backoff has ended
+_PROGRESS_EVERY = 2.0  # how often a running job's progress is written to the store
+_PRUNE_EVERY = 3600.0
+
+
+def backoff_seconds(attempts: int, base: float, ceiling: float, retry_after: float | None) -> float:
+    """Exponential backoff with jitter, never shorter than ``retry_after``."""
+    delay: float = min(ceiling, base * 2 ** max(0, attempts - 1))
+    delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not cryptography
+    return max(delay, retry_after or 0.0)
+
+
+class WorkerPool:
+    """``settings.workers`` loops sharing one store and one runner."""
+
+    def __init__(
+        self, store: JobStore, runner: JobRunner, settings: ServiceSettings, metrics: Metrics
+    ) -> None:
+        self.owner = f"worker-{uuid.uuid4().hex[:12]}"
+        self._store = store
+        self._runner = runner
+        self._settings = settings
+        self._metrics = metrics
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._loops: list[asyncio.Task[None]] = []
+        self._running: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        """A job was submitted: idle workers look now instead of at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._loops = [
+            asyncio.create_task(self._loop(), name=f"worker-{index}")
+            for index in range(self._settings.workers)
+        ]
+        self._loops.append(asyncio.create_task(self._prune_loop(), name="pruner"))
+
+    async def drain(self, grace: float) -> None:
+        """Start no new job; give running ones ``grace`` seconds, then stop them.
+
+        A stopped job keeps its ``running`` state in the store and is taken up
+        again when the service restarts.
+        """
+        self._stopping = True
+        self._wake.set()
+        if self._running:
+            log.info("draining: waiting up to %.0fs for %d job(s)", grace, len(self._running))
+            await asyncio.wait(set(self._running), timeout=grace)
+        for task in [*self._loops, *self._running]:
+            task.cancel()
+        await asyncio.gather(*self._loops, *self._running, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            try:
+                job = await self._store.lease(self.owner, self._settings.lease_seconds)
+            except Exception:
+                log.exception("leasing a job failed; trying again shortly")
+                job = None
+            if job is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), _IDLE_POLL)
+                continue
+            task = asyncio.create_task(self._execute(job), name=f"job-{job.id}")
+            self._running.add(task)
+            try:
+                await asyncio.shield(task)
+            finally:
+                self._running.discard(task)
+
+    async def _execute(self, job: Job) -> None:
+        with log_context(
+            job_id=job.id,
+            action=job.action,
+            repository=job.repository,
+            tag=job.tag,
+            digest=job.digest,
+            attempt=job.attempts,
+        ):
+            self._metrics.in_flight.inc()
+            started = time.monotonic()
+            renewer = asyncio.create_task(self._renew(job))
+            try:
+                log.info("job started")
+                attempt = await self._runner.run(job, self._progress_saver(job))
+                await self._conclude(job, attempt)
+            except asyncio.CancelledError:
+                log.warning("job interrupted by shutdown; it resumes on restart")
+                raise
+            except Exception as error:
+                log.exception("job attempt crashed")
+                await self._conclude(job, Attempt(dict(job.destinations)), crash=str(error))
+            finally:
+                renewer.cancel()
+                self._metrics.in_flight.dec()
+                self._metrics.job_duration.labels(job.action).observe(time.monotonic() - started)
+
+    def _progress_saver(self, job: Job) -> _ProgressSaver:
+        return _ProgressSaver(self._store, job.id, self.owner)
+
+    async def _renew(self, job: Job) -> None:
+        every = self._settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(every)
+            if not await self._store.renew(job.id, self.owner, self._settings.lease_seconds):
+                log.warning("lost the lease on this job")
+                return
+
+    async def _conclude(self, job: Job, attempt: Attempt, crash: str | None = None) -> None:
+        settings = self._settings
+        error = crash or attempt.error
+        if crash is None and attempt.succeeded:
+            state, retry_at, outcome = JobState.SUCCEEDED, None, "succeeded"
+        elif (crash is not None or attempt.retryable) and job.attempts < settings.max_attempts:
+            delay = backoff_seconds(
+                job.attempts,
+                settings.retry_base_seconds,
+                settings.retry_max_seconds,
+                attempt.retry_after,
+            )
+            state, retry_at, outcome = JobState.PENDING, time.time() + delay, "retried"
+        else:
+            state, retry_at, outcome = JobState.FAILED, None, "failed"
+        await self._store.finish(
+            job.id,
+            self.owner,
+            state=state,
+            destinations=attempt.destinations,
+            error=error,
+            retry_at=retry_at,
+        )
+        self._metrics.jobs.labels(job.action, outcome).inc()
+        now = time.time()
+        for key, record in attempt.destinations.items():
+            if record.status == "succeeded":
+                self._metrics.last_success.labels(key).set(now)
+            log.info(
+                "destination %s: %s",
+                record.status,
+                record.error or record.detail or "",
+                extra={"destination": key},
+            )
+        if outcome == "succeeded":
+            log.info("job succeeded")
+        elif outcome == "retried":
+            log.warning(
+                "job attempt failed, retrying in %.1fs: %s",
+                retry_at - now if retry_at else 0,
+                error,
+            )
+        else:
+            log.error("job failed: %s", error)
+
+    async def _prune_loop(self) -> None:
+        while not self._stopping:
+            try:
+                removed = await self._store.prune(self._settings.retention_hours * 3600)
+                if removed:
+                    log.info("pruned %d finished job(s)", removed)
+            except Exception:
+                log.exception("pruning finished jobs failed")
+            await asyncio.sleep(_PRUNE_EVERY)
+
+
+class _ProgressSaver:
+    """Writes a running job's per-destination progress, at most every few seconds."""
+
+    def __init__(self, store: JobStore, job_id: str, owner: str) -> None:
+        self._store = store
+        self._job_id = job_id
+        self._owner = owner
+        self._last = 0.0
+        self._pending: asyncio.Task[None] | None = None
+
+    def __call__(self, records: dict[str, DestinationRecord]) -> None:
+        now = time.monotonic()
+        if now - self._last < _PROGRESS_EVERY or (self._pending and not self._pending.done()):
+            return
+        self._last = now
+        self._pending = asyncio.create_task(
+            self._store.record(self._job_id, self._owner, dict(records))
+        )
