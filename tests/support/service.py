@@ -82,7 +82,7 @@ class ServiceProcess:
                 stderr=subprocess.STDOUT,
                 env=environment,
             )
-        self.wait_until(lambda: self._ready(), timeout, "the service to become ready")
+        self.wait_until(self._ready, timeout, "the service to become ready")
         return self
 
     def _ready(self) -> bool:
