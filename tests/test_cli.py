@@ -142,7 +142,13 @@ def test_an_uppercase_repository_is_rejected_with_the_rule():
 def test_an_unreachable_source_fails_with_the_host_named(dest_open):
     dead = f"127.0.0.1:{free_port()}"
 
-    done = run("copy", f"--insecure={dead}", f"{dead}/app:1", f"{dest_open.host}/app")
+    done = run(
+        "copy",
+        f"--insecure={dead}",
+        f"--insecure={dest_open.host}",
+        f"{dead}/app:1",
+        f"{dest_open.host}/app",
+    )
 
     assert done.returncode == 1
     assert f"reading manifest 1 from {dead}/app" in done.stdout

@@ -85,6 +85,8 @@ class ServiceSettings:
     max_attempts: int = 10
     retry_base_seconds: float = 5.0
     retry_max_seconds: float = 600.0
+    request_attempts: int = 5
+    request_retry_seconds: float = 0.5
     lease_seconds: float = 60.0
     retention_hours: float = 168.0
     drain_seconds: float = 25.0
@@ -208,6 +210,8 @@ class _Reader:
             max_attempts=self.number("SYNC_MAX_ATTEMPTS", 10, int, 1),
             retry_base_seconds=self.number("SYNC_RETRY_BASE_SECONDS", 5.0, float, 0),
             retry_max_seconds=self.number("SYNC_RETRY_MAX_SECONDS", 600.0, float, 0),
+            request_attempts=self.number("SYNC_REQUEST_ATTEMPTS", 5, int, 1),
+            request_retry_seconds=self.number("SYNC_REQUEST_RETRY_SECONDS", 0.5, float, 0),
             lease_seconds=self.number("SYNC_LEASE_SECONDS", 60.0, float, 1),
             retention_hours=self.number("SYNC_RETENTION_HOURS", 168.0, float, 0),
             drain_seconds=self.number("SYNC_DRAIN_SECONDS", 25.0, float, 0),

@@ -61,7 +61,7 @@ class JobRunner:
         self._registries = registries
         self._metrics = metrics
         self._locations = BlobLocations()  # shared across jobs: mounts between repositories
-        self._options = CopyOptions()
+        self._options = CopyOptions(retry=registries.retry)
 
     def source_reference(self, job: Job) -> ImageReference:
         endpoint = self._settings.ecr_endpoint

@@ -14,6 +14,7 @@ from ecr_ocir_sync.jobs.store import JobStore
 from ecr_ocir_sync.metrics import Metrics
 from ecr_ocir_sync.registry.pool import Registries
 from ecr_ocir_sync.registry.providers import CredentialSettings, OcirLogin, build_credentials
+from ecr_ocir_sync.registry.retry import RetryPolicy
 from ecr_ocir_sync.runner import JobRunner
 from ecr_ocir_sync.worker import WorkerPool
 
@@ -61,7 +62,14 @@ class Service:
                 ocir_hosts={k: e.host for k, e in settings.ocir_endpoints.items()},
             )
         )
-        self.registries = Registries(credentials, insecure=settings.insecure_registries)
+        retry = RetryPolicy(
+            attempts=settings.request_attempts,
+            base_delay=settings.request_retry_seconds,
+            max_delay=max(30.0, settings.request_retry_seconds),
+        )
+        self.registries = Registries(
+            credentials, insecure=settings.insecure_registries, retry=retry
+        )
         self.runner = JobRunner(settings, self.registries, self.metrics)
         self.workers = WorkerPool(self.store, self.runner, settings, self.metrics)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 
 
 class CuttingProxy:
@@ -63,3 +64,77 @@ class CuttingProxy:
             writer.write(data)
             await writer.drain()
             sent += len(data)
+
+
+class SlowProxy:
+    """Forwards 127.0.0.1:port → upstream at a bounded rate, on its own thread.
+
+    Makes a copy last long enough to interrupt it; ``forwarded`` counts the
+    bytes sent back to clients so a test can wait until a copy is under way.
+    """
+
+    def __init__(self, upstream_port: int, bytes_per_second: int) -> None:
+        self.upstream_port = upstream_port
+        self.rate = bytes_per_second
+        self.forwarded = 0
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> SlowProxy:
+        self._thread.start()
+        self._started.wait()
+        return self
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self._started.set()
+        self._loop.run_forever()
+        server.close()
+        tasks = asyncio.all_tasks(self._loop)
+        for task in tasks:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        self._loop.run_until_complete(server.wait_closed())
+        self._loop.close()
+
+    async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        writers = [client_w]
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+            writers.append(up_w)
+            upward = asyncio.create_task(self._pipe(client_r, up_w, slow=False))
+            downward = asyncio.create_task(self._pipe(up_r, client_w, slow=True))
+            try:
+                await asyncio.wait({upward, downward}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (upward, downward):
+                    task.cancel()
+                await asyncio.gather(upward, downward, return_exceptions=True)
+        except OSError:
+            pass
+        finally:
+            for writer in writers:
+                writer.transport.abort()
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, slow: bool
+    ) -> None:
+        chunk = 16384
+        while data := await reader.read(chunk):
+            writer.write(data)
+            await writer.drain()
+            if slow:
+                self.forwarded += len(data)
+                await asyncio.sleep(len(data) / self.rate)  # the throttle itself

@@ -31,6 +31,7 @@ from ecr_ocir_sync.engine.progress import (
 from ecr_ocir_sync.engine.result import CopyResult, DestinationResult
 from ecr_ocir_sync.engine.source import SourceImage, read_children
 from ecr_ocir_sync.errors import SyncError
+from ecr_ocir_sync.oci.digest import Digest
 from ecr_ocir_sync.oci.manifest import Descriptor, Manifest
 from ecr_ocir_sync.oci.reference import ImageReference
 from ecr_ocir_sync.registry.client import RegistryClient
@@ -47,12 +48,14 @@ class CopyOptions:
 
     blob_concurrency: int = 4
     probe_concurrency: int = 16
-    chunk_queue_depth: int = 16
+    # Chunks are up to 1 MiB (see registry.transport): 4 per destination per blob.
+    chunk_queue_depth: int = 4
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
-def _target_reference(destination: Destination, source: ImageReference, root: Manifest) -> str:
-    return destination.reference.tag or source.tag or root.digest
+def _target_reference(destination: Destination, source: ImageReference) -> str:
+    """The tag (or, for an untagged source, the digest) the destination ends up holding."""
+    return destination.reference.tag or source.tag or source.digest or "latest"
 
 
 class _Copy:
@@ -117,17 +120,41 @@ class _Copy:
         async with self._probes:
             return await call()
 
-    async def run(self) -> CopyResult:
+    async def _read_root(self) -> Manifest | SyncError:
         try:
-            root = await self.source.get_manifest(
+            return await self.source.get_manifest(
                 self.reference.repository, self.reference.manifest_reference
             )
         except SyncError as error:
+            return error
+
+    async def _current(self, state: DestinationState) -> Digest | None:
+        """What the destination's target reference resolves to now (None: absent or failed)."""
+        dest = state.destination
+        try:
+            return await dest.client.manifest_digest(
+                dest.reference.repository, _target_reference(dest, self.reference)
+            )
+        except SyncError as error:
+            state.fail(error)
+            return None
+
+    async def run(self) -> CopyResult:
+        # The source manifest and every destination's current digest are asked at once:
+        # a re-sync of an image already everywhere costs one round trip.
+        reading = asyncio.ensure_future(self._read_root())
+        currents = await asyncio.gather(*(self._current(state) for state in self.states))
+        root = await reading
+        if isinstance(root, SyncError):
             for state in self.states:
-                state.fail(error)
+                state.fail(root)
             return self.result
         self.result.digest = root.digest
-        await asyncio.gather(*(self._guarded(s, self._check_current(s, root)) for s in self.states))
+        for state, current in zip(self.states, currents, strict=True):
+            if current == root.digest:
+                state.up_to_date = True
+                state.result.detail = f"already at {root.digest}"
+                self.progress(DestinationPlanned(state.destination.name, 0, 0, up_to_date=True))
         if not self.active():
             return self.result
         try:
@@ -140,15 +167,6 @@ class _Copy:
         await self._copy_blobs(image)
         await asyncio.gather(*(self._guarded(s, self._push(s, image)) for s in self.active()))
         return self.result
-
-    async def _check_current(self, state: DestinationState, root: Manifest) -> None:
-        dest = state.destination
-        target = _target_reference(dest, self.reference, root)
-        current = await dest.client.manifest_digest(dest.reference.repository, target)
-        if current == root.digest:
-            state.up_to_date = True
-            state.result.detail = f"already at {root.digest}"
-            self.progress(DestinationPlanned(dest.name, 0, 0, up_to_date=True))
 
     async def _plan(self, state: DestinationState, image: SourceImage) -> None:
         dest = state.destination
@@ -201,7 +219,7 @@ class _Copy:
             if child.digest in state.missing_manifests:
                 await dest.client.put_manifest(repository, child.digest, child)
                 state.result.manifests_pushed += 1
-        target = _target_reference(dest, self.reference, image.root)
+        target = _target_reference(dest, self.reference)
         await dest.client.put_manifest(repository, target, image.root)
         state.result.manifests_pushed += 1
 

@@ -24,7 +24,7 @@ class Registries:
     ) -> None:
         self._credentials = credentials
         self._insecure = insecure
-        self._retry = retry or RetryPolicy()
+        self.retry = retry or RetryPolicy()
         self._http = new_http_client()
         self._clients: dict[str, RegistryClient] = {}
 
@@ -36,7 +36,7 @@ class Registries:
                 self._http,
                 self._credentials,
                 insecure=host in self._insecure,
-                retry=self._retry,
+                retry=self.retry,
             )
             self._clients[host] = found
         return found

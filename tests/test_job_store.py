@@ -1,0 +1,218 @@
+"""The SQLite job store: durable, coalescing, ordered per tag, leased."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from ecr_ocir_sync.events import Action, SyncRequest
+from ecr_ocir_sync.jobs.model import DestinationRecord, JobState
+from ecr_ocir_sync.jobs.store import JobStateError, JobStore
+from tests.support.service import ACCOUNT, REGION
+
+LEASE = 60.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def request(
+    action: Action = Action.PUSH,
+    tag: str = "1.0",
+    at: float | None = 100.0,
+    digest: str | None = None,
+) -> SyncRequest:
+    return SyncRequest(action, ACCOUNT, REGION, "team/app", tag, digest, at, None)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path, clock):
+    opened = JobStore(tmp_path / "data", clock=clock).open()
+    yield opened
+    opened.close()
+
+
+async def test_a_submitted_job_is_on_disk_when_submit_returns(store, tmp_path):
+    submitted = await store.submit(request())
+
+    with sqlite3.connect(tmp_path / "data" / "jobs.sqlite3") as other_connection:
+        rows = other_connection.execute("SELECT id, state FROM jobs").fetchall()
+    assert rows == [(submitted.job.id, "pending")]
+
+
+async def test_concurrent_submissions_are_all_committed(store):
+    results = await asyncio.gather(*(store.submit(request(tag=f"t{i}")) for i in range(200)))
+
+    assert len({result.job.id for result in results}) == 200
+    assert (await store.counts())[JobState.PENDING] == 200
+
+
+async def test_a_duplicate_of_a_pending_job_coalesces_into_it(store):
+    first = await store.submit(request(at=100.0))
+    second = await store.submit(request(at=101.0, digest="sha256:" + "d" * 64))
+
+    assert second.coalesced
+    assert second.job.id == first.job.id
+    assert second.job.digest == "sha256:" + "d" * 64  # the newer event's image
+    assert (await store.counts())[JobState.PENDING] == 1
+
+
+async def test_a_duplicate_of_a_running_job_gets_its_own_job(store):
+    first = await store.submit(request(at=100.0))
+    await store.lease("w", LEASE)
+
+    second = await store.submit(request(at=101.0))
+
+    assert not second.coalesced
+    assert second.job.id != first.job.id
+
+
+async def test_a_delete_older_than_the_latest_push_is_superseded_on_arrival(store):
+    await store.submit(request(Action.PUSH, at=200.0))
+
+    stale = await store.submit(request(Action.DELETE, at=100.0))
+
+    assert stale.job.state is JobState.SUPERSEDED
+    assert "newer event" in (stale.job.last_error or "")
+
+
+async def test_a_pending_push_overtaken_by_a_newer_delete_never_runs(store):
+    push = await store.submit(request(Action.PUSH, at=100.0))
+    delete = await store.submit(request(Action.DELETE, at=200.0))
+
+    leased = await store.lease("w", LEASE)
+
+    assert leased is not None
+    assert leased.id == delete.job.id
+    assert (await store.get(push.job.id)).state is JobState.SUPERSEDED
+
+
+async def test_events_with_the_same_time_take_effect_in_arrival_order(store):
+    await store.submit(request(Action.DELETE, at=100.0))
+    push = await store.submit(request(Action.PUSH, at=100.0))
+
+    leased = await store.lease("w", LEASE)
+
+    assert leased is not None
+    assert leased.id == push.job.id
+
+
+async def test_only_one_job_per_tag_runs_at_a_time(store):
+    await store.submit(request(tag="1.0", at=100.0))
+    await store.lease("w", LEASE)
+    await store.submit(request(tag="1.0", at=200.0))
+    other_tag = await store.submit(request(tag="2.0", at=100.0))
+
+    leased = await store.lease("w", LEASE)
+
+    assert leased is not None
+    assert leased.id == other_tag.job.id
+    assert await store.lease("w", LEASE) is None
+
+
+async def test_a_job_whose_lease_expired_is_leased_again(store, clock):
+    submitted = await store.submit(request())
+    first = await store.lease("dead-worker", LEASE)
+    assert first is not None
+
+    clock.now += LEASE + 1
+    again = await store.lease("live-worker", LEASE)
+
+    assert again is not None
+    assert again.id == submitted.job.id
+    assert again.attempts == 2
+    assert again.lease_owner == "live-worker"
+
+
+async def test_a_renewed_lease_keeps_the_job(store, clock):
+    await store.submit(request())
+    job = await store.lease("w", LEASE)
+    assert job is not None
+
+    clock.now += LEASE / 2
+    assert await store.renew(job.id, "w", LEASE)
+    clock.now += LEASE / 2 + 1
+
+    assert await store.lease("other", LEASE) is None
+
+
+async def test_a_rescheduled_job_waits_for_its_backoff(store, clock):
+    await store.submit(request())
+    job = await store.lease("w", LEASE)
+    assert job is not None
+    records = {
+        "mel": DestinationRecord(status="succeeded"),
+        "syd": DestinationRecord(status="failed"),
+    }
+    await store.finish(
+        job.id,
+        "w",
+        state=JobState.PENDING,
+        destinations=records,
+        error="syd: 503",
+        retry_at=clock.now + 30,
+    )
+
+    assert await store.lease("w", LEASE) is None
+    clock.now += 31
+    again = await store.lease("w", LEASE)
+
+    assert again is not None
+    assert again.destinations["mel"].status == "succeeded"
+    assert again.last_error == "syd: 503"
+
+
+async def test_recover_makes_jobs_of_a_dead_process_runnable_at_once(store):
+    submitted = await store.submit(request())
+    await store.lease("dead-process", LEASE)
+
+    assert await store.recover() == 1
+    again = await store.lease("new-process", LEASE)
+
+    assert again is not None
+    assert again.id == submitted.job.id
+
+
+async def test_a_failed_job_can_be_retried_with_fresh_attempts(store):
+    await store.submit(request())
+    job = await store.lease("w", LEASE)
+    assert job is not None
+    await store.finish(job.id, "w", state=JobState.FAILED, destinations={}, error="404")
+
+    retried = await store.retry(job.id)
+
+    assert (retried.state, retried.attempts) == (JobState.PENDING, 0)
+
+
+async def test_only_failed_jobs_can_be_retried(store):
+    submitted = await store.submit(request())
+
+    with pytest.raises(JobStateError, match="only failed jobs retry"):
+        await store.retry(submitted.job.id)
+
+
+async def test_finished_jobs_are_pruned_after_the_retention(store, clock):
+    await store.submit(request())
+    job = await store.lease("w", LEASE)
+    assert job is not None
+    await store.finish(job.id, "w", state=JobState.SUCCEEDED, destinations={})
+    await store.submit(request(tag="still-pending"))
+
+    clock.now += 3600
+    assert await store.prune(7200) == 0
+    clock.now += 3601
+    assert await store.prune(7200) == 1
+
+    assert [j.tag for j in await store.list()] == ["still-pending"]

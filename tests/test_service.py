@@ -1,0 +1,444 @@
+"""The service end to end: the real server process, real registries, skopeo as the oracle."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support import skopeo
+from tests.support.faults import SlowProxy
+from tests.support.images import Image, Pusher, build_image, layer_bytes
+from tests.support.ports import free_port
+from tests.support.registry import RegistryServer
+from tests.support.service import (
+    ACCOUNT,
+    API_KEY,
+    CLI,
+    REGION,
+    ServiceProcess,
+    ecr_event,
+)
+
+TOKEN = "ocir-token-test-only"
+SYD_CREDS = f"ns/mirror:{TOKEN}"
+
+
+@dataclass
+class Regions:
+    ecr: RegistryServer
+    mel: RegistryServer
+    syd: RegistryServer
+
+    def push(self, repository: str, tag: str | None, image: Image) -> str:
+        pusher = Pusher(self.ecr.url)
+        try:
+            return pusher.image(repository, tag, image)
+        finally:
+            pusher.close()
+
+    def digests(self, reference: str) -> tuple[str, str]:
+        return (
+            skopeo.manifest_digest(f"{self.mel.host}/ns/{reference}"),
+            skopeo.manifest_digest(f"{self.syd.host}/ns/{reference}", SYD_CREDS),
+        )
+
+    def present(self, reference: str) -> tuple[bool, bool]:
+        return (
+            skopeo.exists(f"{self.mel.host}/ns/{reference}"),
+            skopeo.exists(f"{self.syd.host}/ns/{reference}", SYD_CREDS),
+        )
+
+
+@pytest.fixture
+def regions(start_registry) -> Regions:
+    return Regions(
+        start_registry("ecr"),
+        start_registry("mel"),
+        start_registry("syd", username="ns/mirror", password=TOKEN),
+    )
+
+
+def service_env(ecr_host: str, mel_host: str, syd_host: str, **extra: str) -> dict[str, str]:
+    return {
+        "OCI_TENANCY": "ns",
+        "OCI_USERNAME": "mirror",
+        "OCI_AUTH_TOKEN": TOKEN,
+        "OCI_REPO_REGION_KEY": "mel,syd",
+        "ECR_ENDPOINT": f"http://{ecr_host}",
+        "OCIR_ENDPOINT_MEL": f"http://{mel_host}",
+        "OCIR_ENDPOINT_SYD": f"http://{syd_host}",
+        "SYNC_ALLOWED_ACCOUNTS": ACCOUNT,
+        "SYNC_ALLOWED_REGIONS": REGION,
+        "SYNC_API_KEY": API_KEY,
+        "SYNC_RETRY_BASE_SECONDS": "0.2",
+        "SYNC_REQUEST_RETRY_SECONDS": "0.02",
+        "SYNC_REQUEST_ATTEMPTS": "2",
+        **extra,
+    }
+
+
+@pytest.fixture
+def start_service(tmp_path) -> Iterator[Callable[..., ServiceProcess]]:
+    started: list[ServiceProcess] = []
+
+    def start(env: dict[str, str], data_dir: Path | None = None, port: int | None = None):
+        service = ServiceProcess(data_dir or tmp_path / "data", env)
+        if port is not None:
+            service.port = port
+        started.append(service.start())
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture
+def service(regions, start_service) -> ServiceProcess:
+    return start_service(service_env(regions.ecr.host, regions.mel.host, regions.syd.host))
+
+
+def accepted(answer) -> str:
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    assert body["status"] == "success"
+    assert body["message"] == "Task is running asynchronously"
+    return str(body["job_id"])
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    selector = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    pattern = "^" + re.escape(f"{name}{{{selector}}}" if labels else name) + r" (\S+)$"
+    found = re.search(pattern, text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+# -- intake and copy -----------------------------------------------------------------
+
+
+def test_a_push_event_lands_the_image_in_every_region(regions, service):
+    image = build_image([layer_bytes(300_000, 200), layer_bytes(100_000, 201)])
+    digest = regions.push("team/app", "1.0", image)
+
+    job_id = accepted(service.post(ecr_event("team/app", "1.0", digest=digest)))
+    job = service.wait_for_job(job_id)
+
+    assert regions.digests("team/app:1.0") == (digest, digest)
+    assert set(job["destinations"]) == {"mel", "syd"}
+    for record in job["destinations"].values():
+        assert record["status"] == "succeeded"
+        assert record["bytes_sent"] == image.size
+        assert record["blobs_copied"] == 3
+
+
+def test_the_original_short_payload_still_syncs(regions, service):
+    digest = regions.push("legacy", "v2", build_image([layer_bytes(10_000, 202)]))
+    payload = {
+        "account": ACCOUNT,
+        "region": REGION,
+        "detail": {"action-type": "PUSH", "repository-name": "legacy", "image-tag": "v2"},
+    }
+
+    service.wait_for_job(accepted(service.post(payload)))
+
+    assert regions.digests("legacy:v2") == (digest, digest)
+
+
+def test_a_push_without_a_tag_lands_by_digest(regions, service):
+    image = build_image([layer_bytes(10_000, 203)])
+    digest = regions.push("untagged", None, image)
+
+    service.wait_for_job(accepted(service.post(ecr_event("untagged", None, digest=digest))))
+
+    assert regions.digests(f"untagged@{digest}") == (digest, digest)
+
+
+def test_events_that_need_no_work_are_acknowledged_and_ignored(service):
+    event = ecr_event("team/app", "1.0", result="FAILURE")
+
+    answer = service.post(event)
+
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "ignored"
+    assert "SUCCESS" in answer.json()["message"]
+
+
+def test_duplicates_of_a_pending_event_coalesce_into_one_job(regions, start_service):
+    regions.push("big", "1", build_image([layer_bytes(3_000_000, 204)]))
+    slow = SlowProxy(regions.ecr.port, bytes_per_second=1_000_000).start()
+    try:
+        service = start_service(service_env(slow.host, regions.mel.host, regions.syd.host))
+        running = accepted(service.post(ecr_event("big", "1")))
+        service.wait_until(lambda: service.job(running)["state"] == "running", 30, "a running job")
+
+        # The tag's job is running, so the next event waits as a pending job; repeats fold in.
+        answers = [service.post(ecr_event("big", "1")).json() for _ in range(3)]
+        service.wait_for_job(running)
+    finally:
+        slow.stop()
+
+    assert len({answer["job_id"] for answer in answers}) == 1
+    assert [answer["coalesced"] for answer in answers] == [False, True, True]
+    assert answers[0]["job_id"] != running
+
+
+# -- deletions and ordering ------------------------------------------------------------
+
+
+def test_a_delete_event_removes_the_image_from_every_region(regions, service):
+    digest = regions.push("gone", "1", build_image([layer_bytes(10_000, 205)]))
+    service.wait_for_job(accepted(service.post(ecr_event("gone", "1", digest=digest))))
+
+    delete = ecr_event(
+        "gone", "1", action="DELETE", digest=digest, time_text="2026-11-28T02:00:00Z"
+    )
+    job = service.wait_for_job(accepted(service.post(delete)))
+
+    assert regions.present("gone:1") == (False, False)
+    assert {r["detail"] for r in job["destinations"].values()} == {f"deleted {digest}"}
+
+
+def test_a_stale_delete_does_not_undo_a_newer_push(regions, service):
+    digest = regions.push("app", "live", build_image([layer_bytes(10_000, 206)]))
+    push = ecr_event("app", "live", digest=digest, time_text="2026-11-28T03:00:00Z")
+    service.wait_for_job(accepted(service.post(push)))
+
+    stale = ecr_event(
+        "app", "live", action="DELETE", digest=digest, time_text="2026-11-28T02:00:00Z"
+    )
+    job = service.job(accepted(service.post(stale)))
+
+    assert job["state"] == "superseded"
+    assert regions.digests("app:live") == (digest, digest)
+
+
+# -- durability and retries ------------------------------------------------------------
+
+
+def test_a_job_survives_kill_9_mid_copy_and_completes_after_restart(
+    regions, start_service, tmp_path
+):
+    image = build_image([layer_bytes(4_000_000, 207), layer_bytes(2_000_000, 208)])
+    digest = regions.push("large", "1", image)
+    slow = SlowProxy(regions.ecr.port, bytes_per_second=2_000_000).start()
+    try:
+        env = service_env(slow.host, regions.mel.host, regions.syd.host)
+        first = start_service(env, tmp_path / "pod-0")
+        job_id = accepted(first.post(ecr_event("large", "1", digest=digest)))
+        first.wait_until(lambda: slow.forwarded > 1_000_000, 30, "the copy to be under way")
+        first.kill()
+
+        second = start_service(env, tmp_path / "pod-0", port=first.port)
+        job = second.wait_for_job(job_id, timeout=60)
+    finally:
+        slow.stop()
+
+    assert regions.digests("large:1") == (digest, digest)
+    assert job["attempts"] == 2
+    skopeo.pull_all(f"{regions.syd.host}/ns/large:1", tmp_path / "pulled", SYD_CREDS)
+
+
+def test_a_region_down_at_first_is_retried_alone_until_the_job_succeeds(
+    regions, start_service, start_registry
+):
+    syd_port = free_port()
+    image = build_image([layer_bytes(200_000, 209)])
+    digest = regions.push("app", "2", image)
+    service = start_service(
+        service_env(regions.ecr.host, regions.mel.host, f"127.0.0.1:{syd_port}")
+    )
+    job_id = accepted(service.post(ecr_event("app", "2", digest=digest)))
+
+    def failed_once() -> bool:
+        job = service.job(job_id)
+        return job["attempts"] >= 1 and job["destinations"].get("syd", {}).get("status") == "failed"
+
+    service.wait_until(failed_once, 30, "syd to fail its first attempt")
+    start_registry("syd-late", username="ns/mirror", password=TOKEN, port=syd_port)
+    job = service.wait_for_job(job_id, timeout=60)
+
+    assert job["attempts"] >= 2
+    assert skopeo.manifest_digest(f"127.0.0.1:{syd_port}/ns/app:2", SYD_CREDS) == digest
+    metrics = service.metrics()
+    # mel was copied once, in the first attempt, and never touched again.
+    assert metric(metrics, "ecr_ocir_sync_destination_bytes_total", destination="mel") == image.size
+    assert metric(metrics, "ecr_ocir_sync_blobs_total", destination="mel", outcome="skipped") == 0
+    assert (
+        metric(
+            metrics,
+            "ecr_ocir_sync_destination_duration_seconds_count",
+            destination="mel",
+            outcome="succeeded",
+        )
+        == 1
+    )
+
+
+# -- bad input and auth ----------------------------------------------------------------
+
+
+BAD_REQUESTS = [
+    ("malformed JSON", b"{not json", 400, "body"),
+    ("not an object", b"[1, 2]", 400, "body"),
+    ("no detail", json.dumps({"account": ACCOUNT, "region": REGION}).encode(), 400, "detail"),
+    (
+        "bad repository",
+        json.dumps(ecr_event("Bad/Repo", "1")).encode(),
+        400,
+        "detail.repository-name",
+    ),
+    ("bad tag", json.dumps(ecr_event("app", "-x")).encode(), 400, "detail.image-tag"),
+    (
+        "bad digest",
+        json.dumps(ecr_event("app", "1", digest="sha256:123")).encode(),
+        400,
+        "detail.image-digest",
+    ),
+    (
+        "foreign account",
+        json.dumps({**ecr_event("app", "1"), "account": "999999999999"}).encode(),
+        403,
+        "account",
+    ),
+    (
+        "foreign region",
+        json.dumps({**ecr_event("app", "1"), "region": "eu-west-1"}).encode(),
+        403,
+        "region",
+    ),
+    ("too large", b'{"pad": "' + b"x" * 70_000 + b'"}', 413, "body"),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [case[1:] for case in BAD_REQUESTS],
+    ids=[case[0] for case in BAD_REQUESTS],
+)
+def test_bad_input_gets_a_4xx_naming_the_field_and_enqueues_nothing(service, body, status, field):
+    with service.client() as http:
+        answer = http.post("/sync", content=body, headers={"Content-Type": "application/json"})
+        jobs = http.get("/jobs").json()["jobs"]
+
+    assert answer.status_code == status, answer.text
+    assert answer.json()["field"] == field
+    assert answer.json()["message"].startswith(field)
+    assert jobs == []
+
+
+@pytest.mark.parametrize("key", [None, "wrong-key-0123456789"], ids=["missing", "wrong"])
+def test_sync_and_jobs_demand_the_shared_secret(service, key):
+    with service.client(key) as http:
+        sync = http.post("/sync", json=ecr_event("app", "1"))
+        jobs = http.get("/jobs")
+
+    assert (sync.status_code, jobs.status_code) == (401, 401)
+    assert "X-API-Key" in sync.json()["message"]
+
+
+def test_the_secret_may_come_as_a_bearer_token(service):
+    with service.client(None) as http:
+        answer = http.get("/jobs", headers={"Authorization": f"Bearer {API_KEY}"})
+
+    assert answer.status_code == 200
+
+
+def test_health_readiness_and_metrics_need_no_secret(service):
+    with service.client(None) as http:
+        statuses = [http.get(path).status_code for path in ("/healthz", "/readyz", "/metrics")]
+
+    assert statuses == [200, 200, 200]
+
+
+def test_start_up_names_every_missing_setting(tmp_path):
+    done = subprocess.run(
+        [CLI, "serve", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "SYNC_DATA_DIR": str(tmp_path)},
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 2
+    for name in (
+        "OCI_TENANCY",
+        "OCI_USERNAME",
+        "OCI_AUTH_TOKEN",
+        "OCI_REPO_REGION_KEY",
+        "SYNC_ALLOWED_ACCOUNTS",
+        "SYNC_ALLOWED_REGIONS",
+        "SYNC_API_KEY",
+    ):
+        assert name in done.stderr
+
+
+# -- observability and shutdown --------------------------------------------------------
+
+
+def test_metrics_move_as_jobs_run(regions, service):
+    before = service.metrics()
+    image = build_image([layer_bytes(50_000, 210)])
+    digest = regions.push("metered", "1", image)
+
+    service.wait_for_job(accepted(service.post(ecr_event("metered", "1", digest=digest))))
+    after = service.metrics()
+
+    assert metric(before, "ecr_ocir_sync_jobs_total", action="PUSH", outcome="succeeded") == 0
+    assert metric(after, "ecr_ocir_sync_jobs_total", action="PUSH", outcome="succeeded") == 1
+    assert metric(after, "ecr_ocir_sync_events_total", result="accepted") == 1
+    assert metric(after, "ecr_ocir_sync_source_bytes_total") == image.size
+    assert metric(after, "ecr_ocir_sync_destination_bytes_total", destination="syd") == image.size
+    assert metric(after, "ecr_ocir_sync_blobs_total", destination="mel", outcome="copied") == 2
+    assert metric(after, "ecr_ocir_sync_queue_jobs", state="succeeded") == 1
+    assert (
+        metric(after, "ecr_ocir_sync_destination_last_success_timestamp_seconds", destination="mel")
+        > 0
+    )
+    assert "repository=" not in after  # labels stay bounded
+
+
+def test_logs_are_json_lines_with_job_context_and_no_secrets(regions, service):
+    digest = regions.push("logged", "1", build_image([layer_bytes(10_000, 211)]))
+    job_id = accepted(service.post(ecr_event("logged", "1", digest=digest)))
+    service.wait_for_job(job_id)
+
+    lines = [json.loads(line) for line in service.log().splitlines() if line.startswith("{")]
+
+    job_lines = [line for line in lines if line.get("job_id") == job_id]
+    assert {line["message"] for line in job_lines} >= {"job started", "job succeeded"}
+    assert {line.get("destination") for line in job_lines} >= {"mel", "syd"}
+    assert all(line["repository"] == "logged" for line in job_lines)
+    assert TOKEN not in service.log()
+    assert API_KEY not in service.log()
+
+
+def test_sigterm_fails_readiness_finishes_the_running_job_and_exits(regions, start_service):
+    digest = regions.push("drain", "1", build_image([layer_bytes(3_000_000, 212)]))
+    slow = SlowProxy(regions.ecr.port, bytes_per_second=1_500_000).start()
+    try:
+        service = start_service(service_env(slow.host, regions.mel.host, regions.syd.host))
+        job_id = accepted(service.post(ecr_event("drain", "1", digest=digest)))
+        service.wait_until(lambda: slow.forwarded > 200_000, 30, "the copy to be under way")
+        assert service.process is not None
+        service.process.send_signal(15)
+
+        def not_ready() -> bool:
+            with service.client(None) as http:
+                return http.get("/readyz").status_code == 503
+
+        service.wait_until(not_ready, 10, "readiness to fail")
+        exit_code = service.process.wait(60)
+    finally:
+        slow.stop()
+
+    assert exit_code == 0
+    assert regions.digests("drain:1") == (digest, digest)
+    assert '"message": "job succeeded"' in service.log()
+    assert job_id in service.log()
