@@ -7,6 +7,8 @@ judged by :func:`raise_for_status`.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
@@ -54,8 +56,20 @@ class _LazyTransport(httpx.AsyncBaseTransport):
             await self._transport.aclose()
 
 
+# httpcore imports its async backend on the first request (about 25 ms); load it
+# with the pool instead, so no copy pays start-up cost in the middle of its work.
+_BACKEND_MODULES = ("anyio", "anyio._backends._asyncio", "httpcore._backends.anyio")
+
+
+def _preload_backend() -> None:
+    for name in _BACKEND_MODULES:
+        with contextlib.suppress(ImportError):  # a newer httpx may load other modules
+            importlib.import_module(name)
+
+
 def new_http_client(*, max_connections: int = 64) -> httpx.AsyncClient:
     """The shared connection pool. Redirects are followed by hand (see client)."""
+    _preload_backend()
     httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = _READ_BYTES
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=32)
     return httpx.AsyncClient(
