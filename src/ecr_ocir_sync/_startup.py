@@ -1,0 +1,24 @@
+"""Start-up cost control, run before anything imports httpx.
+
+``import httpx`` also imports httpx's own command line (``httpx._main``) when
+click is installed — and uvicorn installs click — which drags in click, rich
+and pygments: about 35 ms of every CLI start for code this project never
+runs.  A stand-in module takes its place; calling it says what happened.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+__all__: list[str] = []
+
+
+def _httpx_cli_unavailable(*_args: object, **_kwargs: object) -> None:
+    raise SystemExit("the httpx command line is not loaded inside ecr-ocir-sync")
+
+
+if "httpx" not in sys.modules and "httpx._main" not in sys.modules:
+    _stand_in = types.ModuleType("httpx._main")
+    _stand_in.main = _httpx_cli_unavailable  # type: ignore[attr-defined]
+    sys.modules["httpx._main"] = _stand_in
