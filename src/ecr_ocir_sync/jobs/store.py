@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (state, not_before, seq);
 CREATE INDEX IF NOT EXISTS jobs_image ON jobs (image_key, state);
+CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (state, lease_expires);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished);
 -- The newest event seen per image key, and the job that carries it.
 CREATE TABLE IF NOT EXISTS image_events (
@@ -129,17 +130,23 @@ class JobStore:
 
         def work(connection: sqlite3.Connection) -> Job | None:
             while True:
-                row = connection.execute(
-                    """
-                    SELECT * FROM jobs
-                    WHERE ((state = 'pending' AND not_before <= :now)
-                           OR (state = 'running' AND lease_expires <= :now))
-                      AND image_key NOT IN (SELECT image_key FROM jobs
-                                            WHERE state = 'running' AND lease_expires > :now)
-                    ORDER BY not_before, seq LIMIT 1
-                    """,
-                    {"now": now},
-                ).fetchone()
+                # Two narrow queries instead of one OR: each walks an index in order and
+                # stops at its first row, whatever the queue's length.
+                row = (
+                    connection.execute(
+                        """SELECT * FROM jobs WHERE state = 'running' AND lease_expires <= ?
+                       ORDER BY seq LIMIT 1""",
+                        (now,),
+                    ).fetchone()
+                    or connection.execute(
+                        """SELECT * FROM jobs INDEXED BY jobs_ready
+                       WHERE state = 'pending' AND not_before <= :now
+                         AND image_key NOT IN (SELECT image_key FROM jobs
+                                               WHERE state = 'running' AND lease_expires > :now)
+                       ORDER BY not_before, seq LIMIT 1""",
+                        {"now": now},
+                    ).fetchone()
+                )
                 if row is None:
                     return None
                 latest = connection.execute(
