@@ -41,7 +41,7 @@ test: deps venv lint typecheck
 	$(BIN)/pytest
 
 demo: deps venv
-	$(BIN)/python -m demo.copy_demo
+	$(BIN)/python -m demo.service_demo
 
 bench: deps venv
 	$(BIN)/python -m bench.run
