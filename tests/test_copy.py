@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
 from ecr_ocir_sync.engine.copy import CopyOptions, copy_image
 from ecr_ocir_sync.engine.destination import Destination
+from ecr_ocir_sync.engine.locations import BlobLocations
 from ecr_ocir_sync.engine.progress import ProgressEvent, Retrying
 from ecr_ocir_sync.engine.result import CopyResult
 from ecr_ocir_sync.oci.reference import parse_reference
@@ -262,3 +265,48 @@ async def source_and_dead_registries(source, dest_open):
     dead_host = f"127.0.0.1:{free_port()}"  # nothing listens there
     async with make_registries(source.host, dest_open.host, dead_host, logins={}) as pool:
         yield pool, dead_host
+
+
+async def test_two_copies_needing_the_same_blob_at_once_share_one_transfer(
+    source, dest_open, push_source, registries
+):
+    base = layer_bytes(2_000_000, 120)
+    first, second = build_image([base], label="a"), build_image([base], label="b")
+    push_source.image("app", "a", first)
+    push_source.image("app", "b", second)
+    locations = BlobLocations()  # what one service process shares between its jobs
+
+    async def one(tag: str) -> CopyResult:
+        src = parse_reference(f"{source.host}/app:{tag}")
+        dest = parse_reference(f"{dest_open.host}/app:{tag}")
+        return await copy_image(
+            registries.client(source.host),
+            src,
+            [Destination(registries.client(dest_open.host), dest)],
+            locations=locations,
+        )
+
+    results = await asyncio.gather(one("a"), one("b"))
+
+    assert all(result.ok for result in results), results
+    unique = {**first.blobs, **second.blobs}  # the shared base layer counted once
+    assert sum(result.bytes_read for result in results) == sum(map(len, unique.values()))
+    assert skopeo.manifest_digest(f"{dest_open.host}/app:a") == first.digest
+    assert skopeo.manifest_digest(f"{dest_open.host}/app:b") == second.digest
+
+
+async def test_a_second_repository_at_the_same_registry_gets_the_blob_by_mount(
+    source, dest_open, push_source, registries
+):
+    image = build_image([layer_bytes(500_000, 121)])
+    push_source.image("app", "1", image)
+
+    result = await copy(
+        registries, f"{source.host}/app:1", f"{dest_open.host}/one/app", f"{dest_open.host}/two/app"
+    )
+
+    assert result.ok, result
+    assert result.bytes_read == image.size  # read once; the second repository mounted it
+    one, two = result.destinations
+    assert (one.blobs_copied, two.blobs_mounted) == (2, 2)
+    assert skopeo.manifest_digest(f"{dest_open.host}/two/app:1") == image.digest

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ecr_ocir_sync.config import DeletePolicy, ServiceSettings
-from ecr_ocir_sync.engine.blobs import BlobLocations
 from ecr_ocir_sync.engine.copy import CopyOptions, copy_image
 from ecr_ocir_sync.engine.delete import delete_image
 from ecr_ocir_sync.engine.destination import Destination
+from ecr_ocir_sync.engine.locations import BlobLocations
 from ecr_ocir_sync.engine.progress import (
     BlobDone,
     BlobOutcome,

@@ -7,9 +7,11 @@ that destination's copy.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from ecr_ocir_sync.engine.locations import BlobLocations, InFlight
 from ecr_ocir_sync.engine.progress import (
     BlobDone,
     BlobOutcome,
@@ -20,26 +22,11 @@ from ecr_ocir_sync.engine.progress import (
 )
 from ecr_ocir_sync.engine.tee import BlobSink, tee_blob
 from ecr_ocir_sync.errors import SyncError
-from ecr_ocir_sync.oci.digest import Digest
 from ecr_ocir_sync.oci.manifest import Descriptor
 from ecr_ocir_sync.registry.client import RegistryClient
 from ecr_ocir_sync.registry.retry import RetryPolicy
 
-__all__ = ["BlobCopier", "BlobLocations"]
-
-
-@dataclass(slots=True)
-class BlobLocations:
-    """Where a blob is known to live, per registry host: the source of a mount."""
-
-    _known: dict[tuple[str, Digest], str] = field(default_factory=dict)
-
-    def remember(self, host: str, digest: Digest, repository: str) -> None:
-        self._known[(host, digest)] = repository
-
-    def find(self, host: str, digest: Digest, exclude: str) -> str | None:
-        repository = self._known.get((host, digest))
-        return repository if repository != exclude else None
+__all__ = ["BlobCopier"]
 
 
 @dataclass(slots=True)
@@ -56,7 +43,44 @@ class BlobCopier:
     async def copy(
         self, blob: Descriptor, sinks: Sequence[BlobSink]
     ) -> dict[BlobSink, SyncError | None]:
-        """Put ``blob`` in every sink; each sink's final error, or None when it has it."""
+        """Put ``blob`` in every sink; each sink's final error, or None when it has it.
+
+        A sink whose registry is already receiving this blob (from another copy
+        of this process, or another sink of this one) waits for that transfer,
+        then finds the blob there or mounts it, instead of sending it again.
+        """
+        results: dict[BlobSink, SyncError | None] = {}
+        owned: list[BlobSink] = []
+        followers: list[tuple[BlobSink, InFlight]] = []
+        for sink in sinks:
+            moving = self.locations.claim(sink.client.host, blob.digest, sink.repository)
+            if moving is None:
+                owned.append(sink)
+            else:
+                followers.append((sink, moving))
+        try:
+            results.update(await self._transfer(blob, owned))
+        finally:
+            for sink in owned:
+                ok = sink in results and results[sink] is None
+                self.locations.release(sink.client.host, blob.digest, ok=ok)
+        for sink, moving in followers:
+            results[sink] = await self._follow(blob, sink, moving)
+        return results
+
+    async def _follow(self, blob: Descriptor, sink: BlobSink, moving: InFlight) -> SyncError | None:
+        if await asyncio.shield(moving.done):
+            if moving.repository == sink.repository:
+                self.progress(BlobDone(sink.name, blob.digest, blob.size, BlobOutcome.SKIPPED))
+                return None
+            if await self._mount(blob, sink, moving.repository):
+                return None
+        return (await self.copy(blob, [sink]))[sink]
+
+    async def _transfer(
+        self, blob: Descriptor, sinks: Sequence[BlobSink]
+    ) -> dict[BlobSink, SyncError | None]:
+        """Mount where possible, else stream from the source with per-blob retries."""
         results: dict[BlobSink, SyncError | None] = {}
         pending: list[BlobSink] = []
         for sink in sinks:
@@ -102,6 +126,9 @@ class BlobCopier:
             from_repository = self.source_repository
         if from_repository is None or from_repository == sink.repository:
             return False
+        return await self._mount(blob, sink, from_repository)
+
+    async def _mount(self, blob: Descriptor, sink: BlobSink, from_repository: str) -> bool:
         try:
             mounted = await sink.client.mount_blob(sink.repository, blob.digest, from_repository)
         except SyncError:

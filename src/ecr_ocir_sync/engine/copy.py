@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from ecr_ocir_sync.engine.blobs import BlobCopier, BlobLocations
+from ecr_ocir_sync.engine.blobs import BlobCopier
 from ecr_ocir_sync.engine.destination import Destination, DestinationState
+from ecr_ocir_sync.engine.locations import BlobLocations
 from ecr_ocir_sync.engine.progress import (
     BlobDone,
     BlobOutcome,
