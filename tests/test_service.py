@@ -442,3 +442,59 @@ def test_sigterm_fails_readiness_finishes_the_running_job_and_exits(regions, sta
     assert regions.digests("drain:1") == (digest, digest)
     assert '"message": "job succeeded"' in service.log()
     assert job_id in service.log()
+
+
+# -- operators -------------------------------------------------------------------------
+
+
+def test_a_job_for_a_missing_image_fails_at_once_and_retry_starts_it_again(regions, service):
+    job_id = accepted(service.post(ecr_event("later", "1")))
+    failed = service.wait_for_job(job_id, "failed")
+    assert failed["attempts"] == 1  # a 404 is not retried
+    assert "404" in failed["last_error"]
+    digest = regions.push("later", "1", build_image([layer_bytes(10_000, 213)]))
+
+    with service.client() as http:
+        answer = http.post(f"/jobs/{job_id}/retry")
+    job = service.wait_for_job(job_id)
+
+    assert answer.status_code == 202
+    assert job["state"] == "succeeded"
+    assert regions.digests("later:1") == (digest, digest)
+
+
+def test_only_a_failed_job_can_be_retried_through_the_api(regions, service):
+    digest = regions.push("fine", "1", build_image([layer_bytes(10_000, 214)]))
+    job_id = accepted(service.post(ecr_event("fine", "1", digest=digest)))
+    service.wait_for_job(job_id)
+
+    with service.client() as http:
+        conflict = http.post(f"/jobs/{job_id}/retry")
+        missing = http.post("/jobs/no-such-job/retry")
+
+    assert conflict.status_code == 409
+    assert "only failed jobs retry" in conflict.json()["message"]
+    assert missing.status_code == 404
+
+
+def test_the_jobs_command_reads_the_services_store(regions, service):
+    digest = regions.push("listed", "1", build_image([layer_bytes(10_000, 215)]))
+    job_id = accepted(service.post(ecr_event("listed", "1", digest=digest)))
+    service.wait_for_job(job_id)
+
+    def jobs(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [CLI, "jobs", "--data-dir", str(service.data_dir), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    listing = jobs("list", "--state", "succeeded")
+    shown = jobs("show", job_id)
+
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout.startswith(f"{job_id}  succeeded  PUSH   listed:1  attempts=1")
+    assert json.loads(shown.stdout)["destinations"]["syd"]["status"] == "succeeded"
+    assert jobs("show", "nope").returncode == 1
