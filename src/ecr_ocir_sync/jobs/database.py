@@ -17,10 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["Database"]
+__all__ = ["Database", "StoreUnavailableError"]
 
 T = TypeVar("T")
 _MAX_BATCH = 256
+
+
+class StoreUnavailableError(RuntimeError):
+    """The store cannot take work: it is closed, or its thread has died."""
 
 
 @dataclass(slots=True)
@@ -66,6 +70,8 @@ class Database:
 
     async def call(self, work: Callable[[sqlite3.Connection], T], *, batch: bool = False) -> T:
         """Run ``work(connection)`` in its own transaction (shared with others if ``batch``)."""
+        if not self._thread.is_alive():
+            raise StoreUnavailableError(f"the job store {self.path} is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Call(work, future, loop, batch))

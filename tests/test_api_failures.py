@@ -1,0 +1,43 @@
+"""The web app when its store cannot commit: 503 with Retry-After, so EventBridge retries."""
+
+from __future__ import annotations
+
+import httpx
+
+from ecr_ocir_sync.api import create_app
+from ecr_ocir_sync.config import ServiceSettings
+from ecr_ocir_sync.service import Service
+from tests.support.service import ACCOUNT, API_KEY, REGION, ecr_event
+
+
+def settings_for(tmp_path) -> ServiceSettings:
+    return ServiceSettings.from_env(
+        {
+            "OCI_TENANCY": "ns",
+            "OCI_USERNAME": "mirror",
+            "OCI_AUTH_TOKEN": "token",
+            "OCI_REPO_REGION_KEY": "mel",
+            "SYNC_ALLOWED_ACCOUNTS": ACCOUNT,
+            "SYNC_ALLOWED_REGIONS": REGION,
+            "SYNC_API_KEY": API_KEY,
+            "SYNC_DATA_DIR": str(tmp_path),
+        }
+    )
+
+
+async def test_an_event_the_store_cannot_commit_gets_503_with_retry_after(tmp_path):
+    service = Service(settings_for(tmp_path))
+    service.store.open()
+    service.store.close()  # the store is gone: nothing can be committed
+    transport = httpx.ASGITransport(app=create_app(service))
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+        answer = await http.post(
+            "/sync", json=ecr_event("app", "1"), headers={"X-API-Key": API_KEY}
+        )
+        ready = await http.get("/readyz")
+    await service.stop()
+
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"] == "5"
+    assert "retry later" in answer.json()["message"]
+    assert ready.status_code == 503
