@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support import skopeo
@@ -42,6 +43,10 @@ class Regions:
             return pusher.image(repository, tag, image)
         finally:
             pusher.close()
+
+    def delete_from_ecr(self, repository: str, digest: str) -> None:
+        answer = httpx.delete(f"{self.ecr.url}/v2/{repository}/manifests/{digest}")
+        assert answer.status_code == 202, answer.text
 
     def digests(self, reference: str) -> tuple[str, str]:
         return (
@@ -195,6 +200,7 @@ def test_duplicates_of_a_pending_event_coalesce_into_one_job(regions, start_serv
 def test_a_delete_event_removes_the_image_from_every_region(regions, service):
     digest = regions.push("gone", "1", build_image([layer_bytes(10_000, 205)]))
     service.wait_for_job(accepted(service.post(ecr_event("gone", "1", digest=digest))))
+    regions.delete_from_ecr("gone", digest)
 
     delete = ecr_event(
         "gone", "1", action="DELETE", digest=digest, time_text="2026-11-28T02:00:00Z"
@@ -217,6 +223,32 @@ def test_a_stale_delete_does_not_undo_a_newer_push(regions, service):
 
     assert job["state"] == "superseded"
     assert regions.digests("app:live") == (digest, digest)
+
+
+def test_a_delete_event_for_a_tag_that_exists_again_in_ecr_deletes_nothing(regions, service):
+    digest = regions.push("back", "1", build_image([layer_bytes(10_000, 216)]))
+    service.wait_for_job(accepted(service.post(ecr_event("back", "1", digest=digest))))
+
+    # Deleted and pushed again in ECR; the DELETE event arrives, the PUSH event not yet.
+    delete = ecr_event(
+        "back", "1", action="DELETE", digest=digest, time_text="2026-11-28T02:00:00Z"
+    )
+    job = service.wait_for_job(accepted(service.post(delete)), "superseded")
+
+    assert "exists again in ECR" in job["last_error"]
+    assert regions.digests("back:1") == (digest, digest)
+
+
+def test_a_push_event_whose_tag_moved_on_in_ecr_is_superseded(regions, service):
+    old = regions.push("moved", "1", build_image([layer_bytes(10_000, 217)]))
+    new = regions.push("moved", "1", build_image([layer_bytes(10_000, 218)]))
+
+    job = service.wait_for_job(
+        accepted(service.post(ecr_event("moved", "1", digest=old))), "superseded"
+    )
+
+    assert new in job["last_error"]
+    assert regions.present("moved:1") == (False, False)
 
 
 # -- durability and retries ------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ecr_ocir_sync.config import DeletePolicy, ServiceSettings
+from ecr_ocir_sync.config import ServiceSettings
 from ecr_ocir_sync.engine.copy import CopyOptions, copy_image
 from ecr_ocir_sync.engine.delete import delete_image
 from ecr_ocir_sync.engine.destination import Destination
@@ -21,10 +21,12 @@ from ecr_ocir_sync.engine.progress import (
     ProgressEvent,
 )
 from ecr_ocir_sync.engine.result import CopyResult, DestinationResult
+from ecr_ocir_sync.errors import SyncError
 from ecr_ocir_sync.jobs.model import DestinationRecord, Job
 from ecr_ocir_sync.metrics import Metrics, ProgressMetrics
 from ecr_ocir_sync.oci.digest import Digest
 from ecr_ocir_sync.oci.reference import ImageReference
+from ecr_ocir_sync.reconcile import Placer
 from ecr_ocir_sync.registry.ecr import ecr_host
 from ecr_ocir_sync.registry.pool import Registries
 
@@ -37,6 +39,7 @@ class Attempt:
 
     destinations: dict[str, DestinationRecord]
     retry_after: float | None = None
+    superseded: str | None = None  # why the job has no effect, when it has none
 
     @property
     def succeeded(self) -> bool:
@@ -54,12 +57,19 @@ class Attempt:
 
 
 class JobRunner:
-    """Turns jobs into engine calls against the configured regions."""
+    """Turns jobs into engine calls against the regions the placer names."""
 
-    def __init__(self, settings: ServiceSettings, registries: Registries, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        registries: Registries,
+        metrics: Metrics,
+        placer: Placer,
+    ) -> None:
         self._settings = settings
         self._registries = registries
         self._metrics = metrics
+        self._placer = placer
         self._locations = BlobLocations()  # shared across jobs: mounts between repositories
         self._options = CopyOptions(retry=registries.retry)
 
@@ -70,33 +80,59 @@ class JobRunner:
         return ImageReference(host, job.repository, job.tag, digest)
 
     def _destinations(
-        self, job: Job, keys: list[str], *, pin_digest: bool
+        self, job: Job, placed: dict[str, tuple[str, str]], *, pin_digest: bool
     ) -> dict[str, Destination]:
-        repository = f"{self._settings.namespace}/{job.repository}"
         digest = Digest(job.digest) if (pin_digest and job.digest) else None
         found: dict[str, Destination] = {}
-        for key in keys:
-            host = self._settings.region_endpoint(key)
+        for key, (host, repository) in placed.items():
             reference = ImageReference(host, repository, job.tag, digest)
             found[key] = Destination(self._registries.client(host), reference)
         return found
 
+    async def _overtaken(self, job: Job) -> str | None:
+        """Why ECR's current state makes this job moot, if it does.
+
+        Checked at the source itself, so events handled by different pods (each
+        with its own store) still cannot undo a newer state: a PUSH runs only
+        while ECR's tag still points at its digest, a DELETE only while the
+        tag is still gone from ECR.
+        """
+        if job.tag is None:
+            return None
+        source = self.source_reference(job)
+        client = self._registries.client(source.registry)
+        try:
+            current = await client.manifest_digest(job.repository, job.tag)
+        except SyncError:
+            return None  # ECR unreachable: the attempt itself will say so
+        if job.action == "PUSH" and job.digest is not None:
+            if current is None:
+                return f"tag {job.tag} no longer exists in ECR"
+            if current != job.digest:
+                return f"ECR's tag {job.tag} now points at {current}, a newer push"
+        if job.action == "DELETE" and current is not None:
+            return f"tag {job.tag} exists again in ECR (at {current}); not deleted"
+        return None
+
     async def run(
         self, job: Job, on_progress: Callable[[dict[str, DestinationRecord]], None]
     ) -> Attempt:
-        records = {
-            key: job.destinations.get(key, DestinationRecord())
-            for key in self._settings.region_keys
-        }
-        todo = [key for key, record in records.items() if record.status != "succeeded"]
-        for key in todo:
-            records[key] = records[key].with_progress(status="running", error=None)
-        if job.action == "DELETE" and self._settings.delete_policy is DeletePolicy.IGNORE:
+        placed = self._placer.destinations(job.repository, job.tag)
+        if not placed:
+            return Attempt({}, superseded="no sync rule places this image any more")
+        records = {key: job.destinations.get(key, DestinationRecord()) for key in placed}
+        todo = {key: placed[key] for key, record in records.items() if record.status != "succeeded"}
+        if job.action == "DELETE" and not self._placer.mirrors_deletes(job.repository, job.tag):
             for key in todo:
                 records[key] = DestinationRecord(
                     status="succeeded", detail="delete policy is ignore"
                 )
             return Attempt(records)
+        overtaken = await self._overtaken(job)
+        if overtaken is not None:
+            return Attempt(records, superseded=overtaken)
+        for key in todo:
+            records[key] = records[key].with_progress(status="running", error=None)
         targets = self._destinations(job, todo, pin_digest=job.action == "DELETE")
         region_of = {target.name: key for key, target in targets.items()}
         if job.action == "DELETE":

@@ -12,6 +12,7 @@ from ecr_ocir_sync.config import ServiceSettings
 from ecr_ocir_sync.errors import ConfigError
 from ecr_ocir_sync.jobs.store import JobStore
 from ecr_ocir_sync.metrics import Metrics
+from ecr_ocir_sync.placement import EnvironmentPlacer
 from ecr_ocir_sync.registry.pool import Registries
 from ecr_ocir_sync.registry.providers import CredentialSettings, OcirLogin, build_credentials
 from ecr_ocir_sync.registry.retry import RetryPolicy
@@ -70,7 +71,8 @@ class Service:
         self.registries = Registries(
             credentials, insecure=settings.insecure_registries, retry=retry
         )
-        self.runner = JobRunner(settings, self.registries, self.metrics)
+        self.placer = EnvironmentPlacer(settings)
+        self.runner = JobRunner(settings, self.registries, self.metrics, self.placer)
         self.workers = WorkerPool(self.store, self.runner, settings, self.metrics)
 
     async def start(self) -> None:

@@ -140,7 +140,10 @@ class WorkerPool:
     async def _conclude(self, job: Job, attempt: Attempt, crash: str | None = None) -> None:
         settings = self._settings
         error = crash or attempt.error
-        if crash is None and attempt.succeeded:
+        if crash is None and attempt.superseded is not None:
+            state, retry_at, outcome = JobState.SUPERSEDED, None, "superseded"
+            error = attempt.superseded
+        elif crash is None and attempt.succeeded:
             state, retry_at, outcome = JobState.SUCCEEDED, None, "succeeded"
         elif (crash is not None or attempt.retryable) and job.attempts < settings.max_attempts:
             delay = backoff_seconds(
@@ -173,6 +176,8 @@ class WorkerPool:
             )
         if outcome == "succeeded":
             log.info("job succeeded")
+        elif outcome == "superseded":
+            log.info("job superseded: %s", error)
         elif outcome == "retried":
             log.warning(
                 "job attempt failed, retrying in %.1fs: %s",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 
 
@@ -36,18 +35,25 @@ class CuttingProxy:
         await self._server.wait_closed()
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        upward = asyncio.create_task(self._pipe(client_r, up_w, cutting=False))
-        downward = asyncio.create_task(self._pipe(up_r, client_w, cutting=True))
-        self._tasks |= {upward, downward}
-        await asyncio.wait({upward, downward}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (upward, downward):
-            task.cancel()
-        for writer in (client_w, up_w):
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-        self._tasks -= {upward, downward}
+        self._tasks.add(asyncio.current_task())  # type: ignore[arg-type]
+        writers = [client_w]
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+            writers.append(up_w)
+            upward = asyncio.create_task(self._pipe(client_r, up_w, cutting=False))
+            downward = asyncio.create_task(self._pipe(up_r, client_w, cutting=True))
+            try:
+                await asyncio.wait({upward, downward}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (upward, downward):
+                    task.cancel()
+                await asyncio.gather(upward, downward, return_exceptions=True)
+        except OSError:
+            pass
+        finally:
+            for writer in writers:
+                writer.transport.abort()
+            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     async def _pipe(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, cutting: bool

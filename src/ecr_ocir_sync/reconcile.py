@@ -1,0 +1,193 @@
+"""Reconciliation: make every region converge on what ECR holds, whatever events were missed.
+
+A pass lists ECR's repositories and images through the ECR API, lists each
+destination repository's tags and resolves the ones both sides have, and
+plans per repository: tags to copy (missing at a region), to update (the tag
+points elsewhere), to delete (gone from ECR, when the delete policy mirrors)
+and tags already in sync.  Applying the plan enqueues ordinary jobs, so the
+workers, retries and per-tag ordering apply to them as to events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from ecr_ocir_sync.errors import NotFoundError, SyncError
+from ecr_ocir_sync.events import Action, SyncRequest
+from ecr_ocir_sync.oci.digest import Digest
+from ecr_ocir_sync.registry.ecr_api import EcrCatalog, EcrImage
+from ecr_ocir_sync.registry.pool import Registries
+
+__all__ = ["Placer", "ReconcilePlan", "Reconciler", "RepositoryPlan", "TagDrift"]
+
+
+class Placer(Protocol):
+    """Where an ECR image goes (rules, or the environment's defaults)."""
+
+    def destinations(self, repository: str, tag: str | None) -> dict[str, tuple[str, str]] | None:
+        """Region key → (registry host, destination repository); None when not synced."""
+
+    def select_tags(self, repository: str, images: Sequence[EcrImage]) -> set[str]:
+        """The tags of ``repository`` that are synced (filters, latest N)."""
+
+    def mirrors_deletes(self, repository: str, tag: str | None) -> bool: ...
+
+    def referrers(self, repository: str, tag: str | None) -> bool:
+        """Whether signatures, SBOMs and attestations come along."""
+
+
+@dataclass(frozen=True, slots=True)
+class TagDrift:
+    tag: str
+    region: str
+    source_digest: Digest | None
+    destination_digest: Digest | None
+
+
+@dataclass(slots=True)
+class RepositoryPlan:
+    repository: str
+    to_copy: list[TagDrift] = field(default_factory=list)
+    to_update: list[TagDrift] = field(default_factory=list)
+    to_delete: list[TagDrift] = field(default_factory=list)
+    in_sync: int = 0
+    error: str | None = None
+
+    @property
+    def drift(self) -> int:
+        return len(self.to_copy) + len(self.to_update) + len(self.to_delete)
+
+
+@dataclass(slots=True)
+class ReconcilePlan:
+    account: str
+    region: str
+    listed_at: float
+    repositories: list[RepositoryPlan] = field(default_factory=list)
+    ecr_requests: int = 0
+    registry_requests: int = 0
+    seconds: float = 0.0
+
+    def totals(self) -> dict[str, int]:
+        return {
+            "copy": sum(len(r.to_copy) for r in self.repositories),
+            "update": sum(len(r.to_update) for r in self.repositories),
+            "delete": sum(len(r.to_delete) for r in self.repositories),
+            "in_sync": sum(r.in_sync for r in self.repositories),
+            "errors": sum(1 for r in self.repositories if r.error),
+        }
+
+    def requests(self) -> list[SyncRequest]:
+        """One job per image and action: a PUSH covers every region that lacks the tag."""
+        wanted: dict[tuple[str, str, Action], Digest | None] = {}
+        for repository in self.repositories:
+            for drift in (*repository.to_copy, *repository.to_update):
+                wanted[(repository.repository, drift.tag, Action.PUSH)] = drift.source_digest
+            for drift in repository.to_delete:
+                wanted.setdefault(
+                    (repository.repository, drift.tag, Action.DELETE), drift.destination_digest
+                )
+        return [
+            SyncRequest(action, self.account, self.region, name, tag, digest, self.listed_at, None)
+            for (name, tag, action), digest in wanted.items()
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "totals": self.totals()}
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    region: str
+    host: str
+    repository: str
+
+
+class Reconciler:
+    """Plans one pass for one ECR account and region."""
+
+    def __init__(
+        self,
+        catalog: EcrCatalog,
+        registries: Registries,
+        placer: Placer,
+        *,
+        concurrency: int = 32,
+    ) -> None:
+        self._catalog = catalog
+        self._registries = registries
+        self._placer = placer
+        self._slots = asyncio.Semaphore(concurrency)
+        self._requests = 0
+
+    async def plan(self, pattern: str = "*") -> ReconcilePlan:
+        started = time.monotonic()
+        plan = ReconcilePlan(self._catalog.account, self._catalog.region, time.time())
+        names = await self._catalog.repositories(pattern)
+        plan.repositories = list(await asyncio.gather(*(self._repository(n) for n in names)))
+        plan.ecr_requests = self._catalog.requests
+        plan.registry_requests = self._requests
+        plan.seconds = time.monotonic() - started
+        return plan
+
+    async def _repository(self, name: str) -> RepositoryPlan:
+        plan = RepositoryPlan(name)
+        try:
+            images = await self._catalog.images(name)
+            await self._compare(plan, images)
+        except SyncError as error:
+            plan.error = str(error)
+        return plan
+
+    async def _compare(self, plan: RepositoryPlan, images: Sequence[EcrImage]) -> None:
+        source = {tag: image.digest for image in images for tag in image.tags}
+        selected = self._placer.select_tags(plan.repository, images)
+        targets: dict[_Target, list[str]] = {}  # each destination repository's placed tags
+        for tag in sorted(selected):
+            for key, (host, repository) in (
+                self._placer.destinations(plan.repository, tag) or {}
+            ).items():
+                targets.setdefault(_Target(key, host, repository), []).append(tag)
+        await asyncio.gather(
+            *(self._destination(plan, target, tags, source) for target, tags in targets.items())
+        )
+
+    async def _destination(
+        self, plan: RepositoryPlan, target: _Target, tags: list[str], source: dict[str, Digest]
+    ) -> None:
+        key, repository = target.region, target.repository
+        client = self._registries.client(target.host)
+        async with self._slots:
+            self._requests += 1
+            try:
+                present = set(await client.list_tags(repository))
+            except NotFoundError:
+                present = set()
+
+        async def resolve(tag: str) -> Digest | None:
+            async with self._slots:
+                self._requests += 1
+                return await client.manifest_digest(repository, tag)
+
+        common = [tag for tag in tags if tag in present]
+        gone = sorted(
+            tag
+            for tag in present - set(source)
+            if self._placer.mirrors_deletes(plan.repository, tag)
+        )
+        digests = await asyncio.gather(*(resolve(tag) for tag in (*common, *gone)))
+        current = dict(zip((*common, *gone), digests, strict=True))
+        for tag in tags:
+            if tag not in present:
+                plan.to_copy.append(TagDrift(tag, key, source[tag], None))
+            elif current[tag] != source[tag]:
+                plan.to_update.append(TagDrift(tag, key, source[tag], current[tag]))
+            else:
+                plan.in_sync += 1
+        plan.to_delete.extend(
+            TagDrift(tag, key, None, current[tag]) for tag in gone if current[tag] is not None
+        )
