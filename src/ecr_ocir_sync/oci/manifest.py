@@ -26,6 +26,9 @@ class Descriptor:
     platform: str | None = None
     # Non-distributable ("foreign") layers live at these URLs, not in the registry.
     urls: tuple[str, ...] = ()
+    # OCI 1.1: what kind of artifact a referrer is, and its annotations (sorted pairs).
+    artifact_type: str | None = None
+    annotations: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,9 @@ class ImageManifest:
     raw: bytes
     config: Descriptor
     layers: tuple[Descriptor, ...]
+    # OCI 1.1: the manifest this one refers to (a signature's image), and its artifact type.
+    subject: Descriptor | None = None
+    artifact_type: str | None = None
 
     @property
     def blobs(self) -> tuple[Descriptor, ...]:
@@ -52,6 +58,8 @@ class ImageIndex:
     digest: Digest
     raw: bytes
     manifests: tuple[Descriptor, ...]
+    subject: Descriptor | None = None
+    artifact_type: str | None = None
 
 
 Manifest = ImageManifest | ImageIndex
@@ -76,7 +84,36 @@ def _descriptor(data: Any, where: str) -> Descriptor:
         parts = [platform.get("os"), platform.get("architecture"), platform.get("variant")]
         platform_text = "/".join(str(part) for part in parts if part)
     urls = data.get("urls") or ()
-    return Descriptor(media_type, digest, size, platform_text, tuple(str(u) for u in urls))
+    artifact_type = data.get("artifactType")
+    annotations = data.get("annotations")
+    return Descriptor(
+        media_type,
+        digest,
+        size,
+        platform_text,
+        tuple(str(u) for u in urls),
+        artifact_type if isinstance(artifact_type, str) else None,
+        tuple(sorted((str(k), str(v)) for k, v in annotations.items()))
+        if isinstance(annotations, dict)
+        else (),
+    )
+
+
+def _subject(document: dict[str, Any], where: str) -> Descriptor | None:
+    """The ``subject`` descriptor; one this code cannot read (say sha512) is not an error:
+    the manifest is still copied byte for byte, it is only not known as a referrer."""
+    subject = document.get("subject")
+    if subject is None:
+        return None
+    try:
+        return _descriptor(subject, where)
+    except ProtocolError:
+        return None
+
+
+def _artifact_type(document: dict[str, Any]) -> str | None:
+    artifact_type = document.get("artifactType")
+    return artifact_type if isinstance(artifact_type, str) else None
 
 
 def _media_type(document: dict[str, Any], content_type: str | None) -> str:
@@ -110,7 +147,12 @@ def parse_manifest(raw: bytes, content_type: str | None, where: str) -> Manifest
         if not isinstance(children, list):
             raise ProtocolError(f"{where}: index has no 'manifests' list")
         return ImageIndex(
-            media_type, digest, raw, tuple(_descriptor(child, where) for child in children)
+            media_type,
+            digest,
+            raw,
+            tuple(_descriptor(child, where) for child in children),
+            _subject(document, where),
+            _artifact_type(document),
         )
     if media_type in MANIFEST_TYPES:
         layers = document.get("layers")
@@ -122,6 +164,8 @@ def parse_manifest(raw: bytes, content_type: str | None, where: str) -> Manifest
             raw,
             _descriptor(document.get("config"), where),
             tuple(_descriptor(layer, where) for layer in layers),
+            _subject(document, where),
+            _artifact_type(document),
         )
     raise ProtocolError(
         f"{where}: unsupported manifest media type {media_type!r}; supported are Docker v2 "

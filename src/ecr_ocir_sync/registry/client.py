@@ -19,8 +19,8 @@ import httpx
 
 from ecr_ocir_sync.errors import AuthError, NotFoundError, ProtocolError
 from ecr_ocir_sync.oci.digest import Digest, digest_of, parse_digest
-from ecr_ocir_sync.oci.manifest import Manifest, parse_manifest
-from ecr_ocir_sync.oci.mediatypes import MANIFEST_ACCEPT
+from ecr_ocir_sync.oci.manifest import Descriptor, ImageIndex, Manifest, parse_manifest
+from ecr_ocir_sync.oci.mediatypes import MANIFEST_ACCEPT, OCI_INDEX
 from ecr_ocir_sync.registry.auth import Authenticator
 from ecr_ocir_sync.registry.credentials import CredentialProvider
 from ecr_ocir_sync.registry.retry import RetryPolicy, with_retries
@@ -30,6 +30,9 @@ __all__ = ["RegistryClient"]
 
 _MAX_REDIRECTS = 5
 _MAX_MANIFEST = 4 * 1024 * 1024  # the distribution registry's own limit
+# Answers to GET /v2/<name>/referrers/<digest> that mean "no referrers API here": the spec
+# says 404; older registries route the path nowhere (400, 405) or say they lack it (501).
+_NO_REFERRERS_API = frozenset({400, 404, 405, 501})
 
 
 def pull_scope(repository: str) -> str:
@@ -198,6 +201,55 @@ class RegistryClient:
             next_link = response.links.get("next", {}).get("url")
             url = urljoin(page_url, next_link) if next_link else None
         return tags
+
+    async def list_referrers(
+        self, repository: str, digest: Digest, artifact_type: str | None = None
+    ) -> list[Descriptor] | None:
+        """Descriptors of the manifests whose ``subject`` is ``digest`` (OCI 1.1 referrers API),
+        following ``Link`` pagination; None when the registry has no referrers API.
+
+        With ``artifact_type`` only referrers of that type are returned: the registry's
+        filter when it says it applied it (``OCI-Filters-Applied``), else filtered here.
+        """
+        where = self._where(f"listing referrers of {digest} in", repository)
+        url: str | None = self._url(f"/v2/{repository}/referrers/{digest}")
+        if artifact_type is not None:
+            url = f"{url}?artifactType={quote(artifact_type, safe='')}"
+        found: list[Descriptor] = []
+        first = True
+        while url is not None:
+            page_url = url
+
+            async def attempt(page_url: str = page_url) -> httpx.Response | None:
+                response = await self._request(
+                    "GET", page_url, pull_scope(repository), where, headers={"Accept": OCI_INDEX}
+                )
+                if response.status_code in _NO_REFERRERS_API:
+                    return None
+                raise_for_status(response, where, 200)
+                return response
+
+            response = await with_retries(self.retry, attempt)
+            if response is None:
+                if first:
+                    return None
+                raise ProtocolError(f"{where}: a later page of the referrers list is missing")
+            first = False
+            if len(response.content) > _MAX_MANIFEST:
+                raise ProtocolError(f"{where}: referrers list is too large")
+            index = parse_manifest(response.content, OCI_INDEX, where)
+            if not isinstance(index, ImageIndex):
+                raise ProtocolError(f"{where}: the answer is not an image index")
+            applied = response.headers.get("OCI-Filters-Applied", "")
+            filtered = "artifactType" in (part.strip() for part in applied.split(","))
+            found.extend(
+                descriptor
+                for descriptor in index.manifests
+                if artifact_type is None or filtered or descriptor.artifact_type == artifact_type
+            )
+            next_link = response.links.get("next", {}).get("url")
+            url = urljoin(page_url, next_link) if next_link else None
+        return found
 
     # -- blobs --------------------------------------------------------------
 
