@@ -12,6 +12,7 @@ from ecr_ocir_sync.registry.pool import Registries
 from ecr_ocir_sync.registry.retry import RetryPolicy
 from tests.support.images import Pusher
 from tests.support.registry import RegistryServer
+from tests.support.service import ServiceProcess
 
 USER, PASSWORD = "mirror", "s3cret-test-only"
 
@@ -70,3 +71,22 @@ async def registries(
     logins = {dest_basic.host: Credentials(USER, PASSWORD)}
     async with make_registries(source.host, dest_open.host, dest_basic.host, logins=logins) as pool:
         yield pool
+
+
+@pytest.fixture
+def start_service_process(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+    """Starts ``ecr-ocir-sync serve`` processes; stops them at the end of the test."""
+    started: list[ServiceProcess] = []
+
+    def start(
+        env: dict[str, str], data_dir: Path | None = None, port: int | None = None
+    ) -> ServiceProcess:
+        service = ServiceProcess(data_dir or tmp_path / "data", env)
+        if port is not None:
+            service.port = port
+        started.append(service.start())
+        return service
+
+    yield start
+    for service in started:
+        service.stop()

@@ -6,9 +6,8 @@ import base64
 import json
 import re
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -90,19 +89,8 @@ def service_env(ecr_host: str, mel_host: str, syd_host: str, **extra: str) -> di
 
 
 @pytest.fixture
-def start_service(tmp_path) -> Iterator[Callable[..., ServiceProcess]]:
-    started: list[ServiceProcess] = []
-
-    def start(env: dict[str, str], data_dir: Path | None = None, port: int | None = None):
-        service = ServiceProcess(data_dir or tmp_path / "data", env)
-        if port is not None:
-            service.port = port
-        started.append(service.start())
-        return service
-
-    yield start
-    for service in started:
-        service.stop()
+def start_service(start_service_process) -> Callable[..., ServiceProcess]:
+    return start_service_process
 
 
 @pytest.fixture

@@ -93,6 +93,8 @@ class ServiceSettings:
     max_body_bytes: int = 65536
     delete_policy: DeletePolicy = DeletePolicy.MIRROR
     log_level: str = "INFO"
+    reconcile_interval_seconds: float = 3600.0  # 0 turns the periodic pass off
+    reconcile_leader: bool = True  # only one pod of a StatefulSet reconciles
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServiceSettings:
@@ -142,6 +144,16 @@ class _Reader:
             if not pattern.fullmatch(item):
                 self.problems.append(f"{name}: {item!r} is not valid, e.g. {example}")
         return frozenset(items)
+
+    def _leader(self) -> bool:
+        """``SYNC_RECONCILE_LEADER`` if set, else pod 0 of a StatefulSet (or a lone process)."""
+        explicit = self.env.get("SYNC_RECONCILE_LEADER", "").strip().lower()
+        if explicit:
+            if explicit not in ("true", "false"):
+                self.problems.append(f"SYNC_RECONCILE_LEADER={explicit!r}: expected true or false")
+            return explicit == "true"
+        ordinal = re.search(r"-(\d+)$", self.env.get("HOSTNAME", ""))
+        return ordinal is None or ordinal.group(1) == "0"
 
     def settings(self) -> ServiceSettings:
         from ecr_ocir_sync.targets import parse_region_keys  # noqa: PLC0415 - leaf import
@@ -218,6 +230,10 @@ class _Reader:
             max_body_bytes=self.number("SYNC_MAX_BODY_BYTES", 65536, int, 1024),
             delete_policy=DeletePolicy(policy_text),
             log_level=level,
+            reconcile_interval_seconds=self.number(
+                "SYNC_RECONCILE_INTERVAL_SECONDS", 3600.0, float, 0
+            ),
+            reconcile_leader=self._leader(),
         )
         if self.problems:
             raise ConfigError(

@@ -99,6 +99,24 @@ class Metrics:
             registry=r,
         )
 
+        self.reconcile_drift = Gauge(
+            f"{_PREFIX}_reconcile_drift",
+            "Drift found by the last reconciliation pass, by kind",
+            ["kind"],  # copy | update | delete | in_sync | errors
+            registry=r,
+        )
+        self.reconcile_passes = Counter(
+            f"{_PREFIX}_reconcile_passes_total",
+            "Reconciliation passes by outcome",
+            ["outcome"],  # complete | failed
+            registry=r,
+        )
+        self.reconcile_last_complete = Gauge(
+            f"{_PREFIX}_reconcile_last_complete_timestamp_seconds",
+            "When the last complete reconciliation pass ended",
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

@@ -13,13 +13,14 @@ from ecr_ocir_sync.errors import ConfigError
 from ecr_ocir_sync.jobs.store import JobStore
 from ecr_ocir_sync.metrics import Metrics
 from ecr_ocir_sync.placement import EnvironmentPlacer
+from ecr_ocir_sync.reconcile_loop import ReconcileLoop
 from ecr_ocir_sync.registry.pool import Registries
 from ecr_ocir_sync.registry.providers import CredentialSettings, OcirLogin, build_credentials
 from ecr_ocir_sync.registry.retry import RetryPolicy
 from ecr_ocir_sync.runner import JobRunner
 from ecr_ocir_sync.worker import WorkerPool
 
-__all__ = ["Service"]
+__all__ = ["Service", "build_registries"]
 
 log = logging.getLogger("ecr_ocir_sync.service")
 
@@ -41,6 +42,29 @@ def _lock(data_dir: Path) -> IO[bytes]:
     return handle
 
 
+def build_registries(settings: ServiceSettings) -> Registries:
+    """Registry clients with the service's credentials, plain-HTTP hosts and retries."""
+    ecr_hosts = {}
+    if settings.ecr_endpoint is not None:
+        # An overridden endpoint stands for the first allowed account and region.
+        account = sorted(settings.allowed_accounts)[0]
+        region = sorted(settings.allowed_regions)[0]
+        ecr_hosts[settings.ecr_endpoint.host] = (account, region)
+    credentials = build_credentials(
+        CredentialSettings(
+            ecr_hosts=ecr_hosts,
+            ocir=OcirLogin(settings.namespace, settings.username, settings.auth_token),
+            ocir_hosts={k: e.host for k, e in settings.ocir_endpoints.items()},
+        )
+    )
+    retry = RetryPolicy(
+        attempts=settings.request_attempts,
+        base_delay=settings.request_retry_seconds,
+        max_delay=max(30.0, settings.request_retry_seconds),
+    )
+    return Registries(credentials, insecure=settings.insecure_registries, retry=retry)
+
+
 class Service:
     """Owns every long-lived part; ``start`` and ``stop`` bracket its life."""
 
@@ -50,30 +74,18 @@ class Service:
         self.draining = False
         self._lock = _lock(settings.data_dir)
         self.store = JobStore(settings.data_dir)
-        ecr_hosts = {}
-        if settings.ecr_endpoint is not None:
-            # An overridden endpoint stands for the first allowed account and region.
-            account = sorted(settings.allowed_accounts)[0]
-            region = sorted(settings.allowed_regions)[0]
-            ecr_hosts[settings.ecr_endpoint.host] = (account, region)
-        credentials = build_credentials(
-            CredentialSettings(
-                ecr_hosts=ecr_hosts,
-                ocir=OcirLogin(settings.namespace, settings.username, settings.auth_token),
-                ocir_hosts={k: e.host for k, e in settings.ocir_endpoints.items()},
-            )
-        )
-        retry = RetryPolicy(
-            attempts=settings.request_attempts,
-            base_delay=settings.request_retry_seconds,
-            max_delay=max(30.0, settings.request_retry_seconds),
-        )
-        self.registries = Registries(
-            credentials, insecure=settings.insecure_registries, retry=retry
-        )
+        self.registries = build_registries(settings)
         self.placer = EnvironmentPlacer(settings)
         self.runner = JobRunner(settings, self.registries, self.metrics, self.placer)
         self.workers = WorkerPool(self.store, self.runner, settings, self.metrics)
+        self.reconciler = ReconcileLoop(
+            settings,
+            self.registries,
+            self.placer,
+            self.store,
+            metrics=self.metrics,
+            wake_workers=self.workers.wake,
+        )
 
     async def start(self) -> None:
         self.store.open()
@@ -81,10 +93,12 @@ class Service:
         if recovered:
             log.info("resuming %d job(s) interrupted by the previous process", recovered)
         self.workers.start()
+        self.reconciler.start()
 
     async def drain(self) -> None:
         """Readiness fails, no new job starts, running ones get the grace period."""
         self.draining = True
+        await self.reconciler.stop()
         await self.workers.drain(self.settings.drain_seconds)
 
     async def stop(self) -> None:

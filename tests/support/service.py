@@ -72,7 +72,16 @@ class ServiceProcess:
         environment = {
             k: v for k, v in os.environ.items() if not k.startswith(("OCI", "AWS", "SYNC"))
         }
-        environment.update({"SYNC_DATA_DIR": str(self.data_dir), **self.env})
+        environment.update(
+            {
+                "SYNC_DATA_DIR": str(self.data_dir),
+                # No periodic ECR listing unless a test asks for it, and never a lookup of
+                # cloud instance metadata: nothing here may leave the machine.
+                "SYNC_RECONCILE_INTERVAL_SECONDS": "0",
+                "AWS_EC2_METADATA_DISABLED": "true",
+                **self.env,
+            }
+        )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / f"service-{time.monotonic_ns()}.log"
         with self.log_path.open("wb") as log:

@@ -187,7 +187,7 @@ async def _run(args: argparse.Namespace) -> CopyResult:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command in ("serve", "jobs"):
+        if args.command in ("serve", "jobs", "reconcile"):
             return run_service_command(args)
         result = asyncio.run(_run(args))
     except SyncError as error:

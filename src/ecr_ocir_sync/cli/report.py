@@ -6,8 +6,9 @@ import json
 from typing import TextIO
 
 from ecr_ocir_sync.engine.result import CopyResult
+from ecr_ocir_sync.reconcile import ReconcilePlan, TagDrift
 
-__all__ = ["human_size", "print_json", "print_summary"]
+__all__ = ["human_size", "print_json", "print_plan", "print_summary"]
 
 
 def human_size(count: float) -> str:
@@ -42,3 +43,36 @@ def print_summary(result: CopyResult, out: TextIO, *, action: str = "copy") -> N
 def print_json(result: CopyResult, out: TextIO) -> None:
     json.dump(result.to_json(), out, indent=2)
     out.write("\n")
+
+
+def _drift(kind: str, drifts: list[TagDrift]) -> str:
+    by_tag: dict[str, list[str]] = {}
+    for drift in drifts:
+        by_tag.setdefault(drift.tag, []).append(drift.region)
+    return f"{kind} " + ", ".join(f"{tag} ({','.join(r)})" for tag, r in sorted(by_tag.items()))
+
+
+def print_plan(plan: ReconcilePlan, out: TextIO) -> None:
+    """Per repository: to copy, to update, to delete, already in sync."""
+    totals = plan.totals()
+    print(
+        f"ECR {plan.account} {plan.region}: {len(plan.repositories)} repositories, "
+        f"{totals['copy']} to copy, {totals['update']} to update, {totals['delete']} to delete, "
+        f"{totals['in_sync']} in sync ({plan.ecr_requests} ECR API + "
+        f"{plan.registry_requests} registry requests, {plan.seconds:.1f}s)",
+        file=out,
+    )
+    for repository in plan.repositories:
+        parts = [
+            _drift(kind, drifts)
+            for kind, drifts in (
+                ("copy", repository.to_copy),
+                ("update", repository.to_update),
+                ("delete", repository.to_delete),
+            )
+            if drifts
+        ]
+        if repository.error:
+            parts.append(f"ERROR {repository.error}")
+        parts.append(f"{repository.in_sync} in sync")
+        print(f"  {repository.repository}: " + "; ".join(parts), file=out)

@@ -22,6 +22,19 @@ def add_service_commands(commands: Any) -> None:
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")  # noqa: S104 - a pod listens on all its addresses
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
 
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="compare ECR with every region and enqueue jobs for what differs",
+        description="List ECR repositories and images (ECR API) and every region's tags; "
+        "enqueue jobs into the service's store (SYNC_DATA_DIR) for tags missing, moved or, "
+        "with SYNC_DELETE_POLICY=mirror, gone from ECR. Settings as for serve.",
+    )
+    reconcile.add_argument("--dry-run", action="store_true", help="print the plan, enqueue nothing")
+    reconcile.add_argument(
+        "--repository", default="*", metavar="PATTERN", help="only repositories matching this glob"
+    )
+    reconcile.add_argument("--json", action="store_true", help="print the plan as JSON")
+
     jobs = commands.add_parser(
         "jobs",
         help="list, show or retry jobs in the store (SYNC_DATA_DIR)",
@@ -93,7 +106,37 @@ async def _jobs(args: argparse.Namespace) -> int:
         store.close()
 
 
+async def _reconcile(args: argparse.Namespace) -> int:
+    from ecr_ocir_sync.cli.report import print_plan  # noqa: PLC0415
+    from ecr_ocir_sync.config import ServiceSettings  # noqa: PLC0415
+    from ecr_ocir_sync.jobs.store import JobStore  # noqa: PLC0415
+    from ecr_ocir_sync.placement import EnvironmentPlacer  # noqa: PLC0415
+    from ecr_ocir_sync.reconcile_loop import apply_plans, plan_all  # noqa: PLC0415
+    from ecr_ocir_sync.service import build_registries  # noqa: PLC0415
+
+    settings = ServiceSettings.from_env()
+    async with build_registries(settings) as registries:
+        plans = await plan_all(settings, registries, EnvironmentPlacer(settings), args.repository)
+    if args.json:
+        print(json.dumps([plan.to_json() for plan in plans], indent=2, default=str))
+    else:
+        for plan in plans:
+            print_plan(plan, sys.stdout)
+    if args.dry_run:
+        return 0
+    store = JobStore(settings.data_dir).open()
+    try:
+        created = await apply_plans(plans, store)
+    finally:
+        store.close()
+    if not args.json:
+        print(f"enqueued {created} job(s) in {settings.data_dir}; the service runs them")
+    return 0
+
+
 def run_service_command(args: argparse.Namespace) -> int:
+    if args.command == "reconcile":
+        return asyncio.run(_reconcile(args))
     if args.command == "serve":
         from ecr_ocir_sync.config import ServiceSettings  # noqa: PLC0415
         from ecr_ocir_sync.server import serve  # noqa: PLC0415

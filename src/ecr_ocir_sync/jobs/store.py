@@ -70,6 +70,14 @@ CREATE TABLE IF NOT EXISTS image_events (
     seq INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL);
+-- Reconciliation passes: a pass started and never finished was cut short by a restart.
+CREATE TABLE IF NOT EXISTS reconcile_passes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started REAL NOT NULL,
+    finished REAL,
+    outcome TEXT,
+    summary TEXT
+);
 """
 
 
@@ -296,6 +304,39 @@ class JobStore:
             rows = connection.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
             found = {JobState(row[0]): int(row[1]) for row in rows}
             return {state: found.get(state, 0) for state in JobState}
+
+        return await self._db.call(work)
+
+    # -- reconciliation passes ------------------------------------------------
+
+    async def begin_pass(self) -> int:
+        now = self._clock()
+
+        def work(connection: sqlite3.Connection) -> int:
+            cursor = connection.execute("INSERT INTO reconcile_passes (started) VALUES (?)", (now,))
+            return int(cursor.lastrowid or 0)
+
+        return await self._db.call(work)
+
+    async def end_pass(self, pass_id: int, outcome: str, summary: str) -> None:
+        now = self._clock()
+
+        def work(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                "UPDATE reconcile_passes SET finished = ?, outcome = ?, summary = ? WHERE id = ?",
+                (now, outcome, summary, pass_id),
+            )
+
+        await self._db.call(work)
+
+    async def last_pass(self) -> tuple[float, float | None] | None:
+        """(started, finished) of the latest pass; finished is None if it was cut short."""
+
+        def work(connection: sqlite3.Connection) -> tuple[float, float | None] | None:
+            row = connection.execute(
+                "SELECT started, finished FROM reconcile_passes ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            return (float(row[0]), row[1]) if row else None
 
         return await self._db.call(work)
 

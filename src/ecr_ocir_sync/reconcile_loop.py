@@ -1,0 +1,118 @@
+"""Running reconciliation: one pass on demand (CLI) or periodically inside ``serve``.
+
+Passes are recorded in the job store, so one runs at a time across restarts:
+a pass cut short by a restart is started again at once, otherwise the next
+one is due ``SYNC_RECONCILE_INTERVAL_SECONDS`` after the last one finished.
+Only the leader pod (pod 0 of the StatefulSet, or ``SYNC_RECONCILE_LEADER``)
+runs the periodic pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+
+from ecr_ocir_sync.config import ServiceSettings
+from ecr_ocir_sync.errors import SyncError
+from ecr_ocir_sync.jobs.store import JobStore
+from ecr_ocir_sync.metrics import Metrics
+from ecr_ocir_sync.reconcile import Placer, ReconcilePlan, Reconciler
+from ecr_ocir_sync.registry.ecr_api import EcrCatalog
+from ecr_ocir_sync.registry.pool import Registries
+
+__all__ = ["ReconcileLoop", "apply_plans", "plan_all"]
+
+log = logging.getLogger("ecr_ocir_sync.reconcile")
+
+
+async def plan_all(
+    settings: ServiceSettings, registries: Registries, placer: Placer, pattern: str = "*"
+) -> list[ReconcilePlan]:
+    """A plan for every allowed account and region."""
+    plans = []
+    for account in sorted(settings.allowed_accounts):
+        for region in sorted(settings.allowed_regions):
+            reconciler = Reconciler(EcrCatalog(account, region), registries, placer)
+            plans.append(await reconciler.plan(pattern))
+    return plans
+
+
+async def apply_plans(plans: list[ReconcilePlan], store: JobStore) -> int:
+    """Enqueue the jobs the plans call for; returns how many were new (not coalesced)."""
+    submitted = await asyncio.gather(
+        *(store.submit(request) for plan in plans for request in plan.requests())
+    )
+    return sum(1 for result in submitted if not result.coalesced)
+
+
+class ReconcileLoop:
+    """The periodic pass of ``serve``."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        registries: Registries,
+        placer: Placer,
+        store: JobStore,
+        *,
+        metrics: Metrics,
+        wake_workers: Callable[[], None],
+    ) -> None:
+        self._settings = settings
+        self._registries = registries
+        self._placer = placer
+        self._store = store
+        self._metrics = metrics
+        self._wake = wake_workers
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        settings = self._settings
+        if settings.reconcile_interval_seconds <= 0 or not settings.reconcile_leader:
+            log.info("periodic reconciliation is off in this process")
+            return
+        self._task = asyncio.create_task(self._run(), name="reconcile")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _due_in(self) -> float:
+        last = await self._store.last_pass()
+        if last is None or last[1] is None:
+            return 0.0  # never ran, or the last pass was cut short
+        return max(0.0, last[1] + self._settings.reconcile_interval_seconds - time.time())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(await self._due_in())
+            await self.run_pass()
+
+    async def run_pass(self) -> None:
+        pass_id = await self._store.begin_pass()
+        try:
+            plans = await plan_all(self._settings, self._registries, self._placer)
+            created = await apply_plans(plans, self._store)
+        except SyncError as error:
+            log.warning("reconciliation pass failed: %s", error)
+            self._metrics.reconcile_passes.labels("failed").inc()
+            await self._store.end_pass(pass_id, "failed", json.dumps({"error": str(error)}))
+            return
+        totals = {
+            key: sum(plan.totals()[key] for plan in plans)
+            for key in ("copy", "update", "delete", "in_sync", "errors")
+        }
+        for kind, count in totals.items():
+            self._metrics.reconcile_drift.labels(kind).set(count)
+        self._metrics.reconcile_passes.labels("complete").inc()
+        self._metrics.reconcile_last_complete.set(time.time())
+        await self._store.end_pass(pass_id, "complete", json.dumps({**totals, "jobs": created}))
+        log.info("reconciliation pass complete: %s, %d new job(s)", totals, created)
+        if created:
+            self._wake()

@@ -1,0 +1,271 @@
+"""Reconciliation finds what events missed: ECR listings under moto, real registries."""
+
+from __future__ import annotations
+
+import subprocess
+
+import boto3
+import httpx
+import pytest
+from moto import mock_aws
+
+from ecr_ocir_sync.config import ServiceSettings
+from ecr_ocir_sync.jobs.store import JobStore
+from ecr_ocir_sync.placement import EnvironmentPlacer
+from ecr_ocir_sync.reconcile import Reconciler
+from ecr_ocir_sync.reconcile_loop import apply_plans
+from ecr_ocir_sync.registry.ecr_api import EcrCatalog
+from tests.conftest import make_registries
+from tests.support import skopeo
+from tests.support.ecr import ACCOUNT, REGION, FakeEcr
+from tests.support.images import Pusher, build_image, layer_bytes
+from tests.support.service import API_KEY, CLI
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        yield boto3.client("ecr", region_name=REGION)
+
+
+@pytest.fixture
+def ecr(aws, start_registry) -> FakeEcr:
+    return FakeEcr(start_registry("ecr"), aws)
+
+
+@pytest.fixture
+def settings(dest_open, tmp_path) -> ServiceSettings:
+    return ServiceSettings.from_env(
+        {
+            "OCI_TENANCY": "ns",
+            "OCI_USERNAME": "mirror",
+            "OCI_AUTH_TOKEN": "token",
+            "OCI_REPO_REGION_KEY": "mel",
+            "OCIR_ENDPOINT_MEL": f"http://{dest_open.host}",
+            "SYNC_ALLOWED_ACCOUNTS": ACCOUNT,
+            "SYNC_ALLOWED_REGIONS": REGION,
+            "SYNC_API_KEY": "k" * 20,
+            "SYNC_DATA_DIR": str(tmp_path / "data"),
+        }
+    )
+
+
+def put(server, repository: str, tag: str, image) -> None:
+    pusher = Pusher(server.url)
+    pusher.image(repository, tag, image)
+    pusher.close()
+
+
+async def plan_for(settings, dest_open, ecr):
+    async with make_registries(dest_open.host, ecr.registry.host, logins={}) as registries:
+        reconciler = Reconciler(
+            EcrCatalog(ACCOUNT, REGION), registries, EnvironmentPlacer(settings)
+        )
+        return await reconciler.plan()
+
+
+async def test_a_missed_push_a_missed_delete_and_a_moved_tag_are_found(ecr, dest_open, settings):
+    synced = build_image([layer_bytes(1_000, 300)])
+    ecr.push("team/web", "1", synced)
+    put(dest_open, "ns/team/web", "1", synced)
+    missed = build_image([layer_bytes(1_000, 301)])
+    ecr.push("team/web", "2", missed)
+    moved_old, moved_new = (
+        build_image([layer_bytes(1_000, 302)]),
+        build_image([layer_bytes(1_000, 303)]),
+    )
+    put(dest_open, "ns/team/web", "latest", moved_old)
+    ecr.push("team/web", "latest", moved_new)
+    deleted = build_image([layer_bytes(1_000, 304)])
+    put(dest_open, "ns/team/web", "old", deleted)
+
+    plan = await plan_for(settings, dest_open, ecr)
+
+    (repository,) = plan.repositories
+    assert [(d.tag, d.source_digest) for d in repository.to_copy] == [("2", missed.digest)]
+    assert [(d.tag, d.destination_digest, d.source_digest) for d in repository.to_update] == [
+        ("latest", moved_old.digest, moved_new.digest)
+    ]
+    assert [(d.tag, d.destination_digest) for d in repository.to_delete] == [
+        ("old", deleted.digest)
+    ]
+    assert repository.in_sync == 1
+    assert plan.totals() == {"copy": 1, "update": 1, "delete": 1, "in_sync": 1, "errors": 0}
+
+
+async def test_a_repository_missing_at_the_destination_is_copied_whole(ecr, dest_open, settings):
+    ecr.push("fresh", "a", build_image([layer_bytes(1_000, 305)]))
+    ecr.push("fresh", "b", build_image([layer_bytes(1_000, 306)]))
+
+    plan = await plan_for(settings, dest_open, ecr)
+
+    assert sorted(d.tag for d in plan.repositories[0].to_copy) == ["a", "b"]
+
+
+async def test_with_the_ignore_policy_nothing_is_planned_for_deletion(ecr, dest_open, tmp_path):
+    ecr.push("app", "1", build_image([layer_bytes(1_000, 307)]))
+    put(dest_open, "ns/app", "stale", build_image([layer_bytes(1_000, 308)]))
+    ignoring = ServiceSettings.from_env(
+        {
+            "OCI_TENANCY": "ns",
+            "OCI_USERNAME": "mirror",
+            "OCI_AUTH_TOKEN": "token",
+            "OCI_REPO_REGION_KEY": "mel",
+            "OCIR_ENDPOINT_MEL": f"http://{dest_open.host}",
+            "SYNC_ALLOWED_ACCOUNTS": ACCOUNT,
+            "SYNC_ALLOWED_REGIONS": REGION,
+            "SYNC_API_KEY": "k" * 20,
+            "SYNC_DELETE_POLICY": "ignore",
+        }
+    )
+
+    plan = await plan_for(ignoring, dest_open, ecr)
+
+    assert plan.totals()["delete"] == 0
+
+
+async def test_applying_a_plan_enqueues_one_job_per_image_and_action(
+    ecr, dest_open, settings, tmp_path
+):
+    ecr.push("app", "1", build_image([layer_bytes(1_000, 309)]))
+    ecr.push("app", "2", build_image([layer_bytes(1_000, 310)]))
+    put(dest_open, "ns/app", "gone", build_image([layer_bytes(1_000, 311)]))
+    plan = await plan_for(settings, dest_open, ecr)
+    store = JobStore(tmp_path / "store").open()
+    try:
+        created = await apply_plans([plan], store)
+        again = await apply_plans([plan], store)  # the same drift twice: folded in
+        jobs = await store.list()
+    finally:
+        store.close()
+
+    assert (created, again) == (3, 0)
+    assert sorted((job.action, job.tag) for job in jobs) == [
+        ("DELETE", "gone"),
+        ("PUSH", "1"),
+        ("PUSH", "2"),
+    ]
+
+
+@pytest.fixture
+def moto_server():
+    """moto's ECR API on a loopback port, for processes other than this one."""
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415
+
+    from tests.support.ports import free_port  # noqa: PLC0415
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    httpx.post(f"{url}/moto-api/reset")  # moto's state is per process, not per server
+    yield url
+    server.stop()
+
+
+def test_the_periodic_pass_of_the_service_repairs_what_events_missed(
+    moto_server, start_registry, start_service_process
+):
+    api = boto3.client(
+        "ecr",
+        region_name=REGION,
+        endpoint_url=moto_server,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    ecr = FakeEcr(start_registry("ecr"), api)
+    mel = start_registry("mel")
+    missed = build_image([layer_bytes(20_000, 320)])
+    ecr.push("web", "1", missed)
+    moved_old, moved_new = (
+        build_image([layer_bytes(1_000, 321)]),
+        build_image([layer_bytes(1_000, 322)]),
+    )
+    put(mel, "ns/web", "latest", moved_old)
+    ecr.push("web", "latest", moved_new)
+    put(mel, "ns/web", "removed", build_image([layer_bytes(1_000, 323)]))
+
+    service = start_service_process(
+        {
+            "OCI_TENANCY": "ns",
+            "OCI_USERNAME": "mirror",
+            "OCI_AUTH_TOKEN": "token",
+            "OCI_REPO_REGION_KEY": "mel",
+            "ECR_ENDPOINT": f"http://{ecr.registry.host}",
+            "OCIR_ENDPOINT_MEL": f"http://{mel.host}",
+            "SYNC_ALLOWED_ACCOUNTS": ACCOUNT,
+            "SYNC_ALLOWED_REGIONS": REGION,
+            "SYNC_API_KEY": API_KEY,
+            "AWS_ENDPOINT_URL_ECR": moto_server,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "SYNC_RECONCILE_INTERVAL_SECONDS": "3600",
+            "SYNC_RECONCILE_LEADER": "true",
+        }
+    )
+
+    def converged() -> bool:
+        with service.client() as http:
+            jobs = http.get("/jobs").json()["jobs"]
+        return len(jobs) == 3 and all(job["state"] == "succeeded" for job in jobs)
+
+    service.wait_until(converged, 60, "the reconciliation jobs to succeed")
+
+    assert skopeo.manifest_digest(f"{mel.host}/ns/web:1") == missed.digest
+    assert skopeo.manifest_digest(f"{mel.host}/ns/web:latest") == moved_new.digest
+    assert not skopeo.exists(f"{mel.host}/ns/web:removed")
+    metrics = service.metrics()
+    assert 'ecr_ocir_sync_reconcile_drift{kind="copy"} 1.0' in metrics
+    assert 'ecr_ocir_sync_reconcile_drift{kind="delete"} 1.0' in metrics
+    assert "ecr_ocir_sync_reconcile_last_complete_timestamp_seconds 1." in metrics
+
+
+def test_the_dry_run_prints_the_plan_and_enqueues_nothing(moto_server, start_registry, tmp_path):
+    api = boto3.client(
+        "ecr",
+        region_name=REGION,
+        endpoint_url=moto_server,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    ecr = FakeEcr(start_registry("ecr"), api)
+    mel = start_registry("mel")
+    ecr.push("web", "1", build_image([layer_bytes(1_000, 324)]))
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "OCI_TENANCY": "ns",
+        "OCI_USERNAME": "mirror",
+        "OCI_AUTH_TOKEN": "token",
+        "OCI_REPO_REGION_KEY": "mel",
+        "OCIR_ENDPOINT_MEL": f"http://{mel.host}",
+        "SYNC_ALLOWED_ACCOUNTS": ACCOUNT,
+        "SYNC_ALLOWED_REGIONS": REGION,
+        "SYNC_API_KEY": API_KEY,
+        "SYNC_DATA_DIR": str(tmp_path / "data"),
+        "AWS_ENDPOINT_URL_ECR": moto_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+    done = subprocess.run(
+        [CLI, "reconcile", "--dry-run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert f"ECR {ACCOUNT} {REGION}: 1 repositories, 1 to copy, 0 to update, 0 to delete" in (
+        done.stdout
+    )
+    assert "  web: copy 1 (mel); 0 in sync" in done.stdout
+    assert not (tmp_path / "data" / "jobs.sqlite3").exists()
