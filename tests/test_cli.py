@@ -207,3 +207,17 @@ def test_help_names_the_commands_and_where_credentials_come_from():
     assert "delete" in done.stdout
     assert "OCI_AUTH_TOKEN" in done.stdout
     assert "GetAuthorizationToken" in done.stdout
+
+
+def test_config_check_explains_where_an_image_goes():
+    done = run(
+        "config",
+        "check",
+        "--rules",
+        str(Path(__file__).parent.parent / "docs" / "rules.example.yaml"),
+        "team/web:v1.4.0",
+        env={"OCI_REPO_REGION_KEY": "mel,syd", "OCI_TENANCY": "ns"},
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "  mel: mel.ocir.io/ns/mirror/web:v1.4.0" in done.stdout

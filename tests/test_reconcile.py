@@ -11,10 +11,10 @@ from moto import mock_aws
 
 from ecr_ocir_sync.config import ServiceSettings
 from ecr_ocir_sync.jobs.store import JobStore
-from ecr_ocir_sync.placement import EnvironmentPlacer
 from ecr_ocir_sync.reconcile import Reconciler
 from ecr_ocir_sync.reconcile_loop import apply_plans
 from ecr_ocir_sync.registry.ecr_api import EcrCatalog
+from ecr_ocir_sync.rules import RulesPlacer
 from tests.conftest import make_registries
 from tests.support import skopeo
 from tests.support.ecr import ACCOUNT, REGION, FakeEcr
@@ -65,7 +65,7 @@ def put(server, repository: str, tag: str, image) -> None:
 async def plan_for(settings, dest_open, ecr):
     async with make_registries(dest_open.host, ecr.registry.host, logins={}) as registries:
         reconciler = Reconciler(
-            EcrCatalog(ACCOUNT, REGION), registries, EnvironmentPlacer(settings)
+            EcrCatalog(ACCOUNT, REGION), registries, RulesPlacer.from_settings(settings, environ={})
         )
         return await reconciler.plan()
 

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ecr_ocir_sync import __version__
+from ecr_ocir_sync.errors import ConfigError
 from ecr_ocir_sync.events import IgnoredEvent, InvalidEventError, SyncRequest, parse_event
 from ecr_ocir_sync.jobs.model import JobState
 from ecr_ocir_sync.jobs.store import JobNotFoundError, JobStateError
@@ -110,6 +111,14 @@ async def _parse(request: Request, service: Service) -> SyncRequest | IgnoredEve
         raise _RejectedError(error.status, error.message, error.field) from None
 
 
+def _placed(service: Service, request: SyncRequest) -> bool:
+    """Events obey the sync rules: an image no rule places is acknowledged and ignored."""
+    try:
+        return service.placer.destinations(request.repository, request.tag) is not None
+    except ConfigError:
+        return False
+
+
 def _add_intake(app: FastAPI, service: Service, authorized: _Authorizer) -> None:
     events = service.metrics.events
 
@@ -122,6 +131,9 @@ def _add_intake(app: FastAPI, service: Service, authorized: _Authorizer) -> None
             events.labels("rejected").inc()
             extra = {"field": rejection.field} if rejection.field else {}
             return _error(rejection.status, rejection.message, **extra)
+        if not isinstance(parsed, IgnoredEvent) and not _placed(service, parsed):
+            image = f"{parsed.repository}:{parsed.tag or parsed.digest}"
+            parsed = IgnoredEvent(f"no sync rule places {image} (see SYNC_RULES_FILE)")
         if isinstance(parsed, IgnoredEvent):
             events.labels("ignored").inc()
             return JSONResponse({"status": "ignored", "message": parsed.reason}, 200)

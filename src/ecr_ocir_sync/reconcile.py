@@ -31,6 +31,9 @@ class Placer(Protocol):
     def destinations(self, repository: str, tag: str | None) -> dict[str, tuple[str, str]] | None:
         """Region key → (registry host, destination repository); None when not synced."""
 
+    def wants_repository(self, repository: str) -> bool:
+        """False when no image of ``repository`` can be synced: its tags are not listed."""
+
     def select_tags(self, repository: str, images: Sequence[EcrImage]) -> set[str]:
         """The tags of ``repository`` that are synced (filters, latest N)."""
 
@@ -127,7 +130,11 @@ class Reconciler:
     async def plan(self, pattern: str = "*") -> ReconcilePlan:
         started = time.monotonic()
         plan = ReconcilePlan(self._catalog.account, self._catalog.region, time.time())
-        names = await self._catalog.repositories(pattern)
+        names = [
+            name
+            for name in await self._catalog.repositories(pattern)
+            if self._placer.wants_repository(name)
+        ]
         plan.repositories = list(await asyncio.gather(*(self._repository(n) for n in names)))
         plan.ecr_requests = self._catalog.requests
         plan.registry_requests = self._requests

@@ -6,6 +6,7 @@ worked on, so a retry redoes only what is missing.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from ecr_ocir_sync.engine.progress import (
     BytesWritten,
     ProgressEvent,
 )
+from ecr_ocir_sync.engine.referrers import copy_referrers
 from ecr_ocir_sync.engine.result import CopyResult, DestinationResult
 from ecr_ocir_sync.errors import SyncError
 from ecr_ocir_sync.jobs.model import DestinationRecord, Job
@@ -28,6 +30,7 @@ from ecr_ocir_sync.oci.digest import Digest
 from ecr_ocir_sync.oci.reference import ImageReference
 from ecr_ocir_sync.reconcile import Placer
 from ecr_ocir_sync.registry.ecr import ecr_host
+from ecr_ocir_sync.registry.ocir_repositories import OcirRepositories
 from ecr_ocir_sync.registry.pool import Registries
 
 __all__ = ["Attempt", "JobRunner"]
@@ -65,11 +68,14 @@ class JobRunner:
         registries: Registries,
         metrics: Metrics,
         placer: Placer,
+        *,
+        repositories: OcirRepositories | None = None,
     ) -> None:
         self._settings = settings
         self._registries = registries
         self._metrics = metrics
         self._placer = placer
+        self._repositories = repositories
         self._locations = BlobLocations()  # shared across jobs: mounts between repositories
         self._options = CopyOptions(retry=registries.retry)
 
@@ -138,19 +144,60 @@ class JobRunner:
         if job.action == "DELETE":
             result = await delete_image(str(self.source_reference(job)), list(targets.values()))
         else:
-            live = _LiveRecords(
-                records, region_of, on_progress, ProgressMetrics(self._metrics, region_of)
-            )
-            source = self.source_reference(job)
-            result = await copy_image(
-                self._registries.client(source.registry),
-                source,
-                list(targets.values()),
-                options=self._options,
-                progress=live,
-                locations=self._locations,
-            )
+            result = await self._push(job, records, targets, region_of, on_progress)
         return self._merge(records, result, region_of)
+
+    async def _prepare(self, targets: dict[str, Destination]) -> dict[str, SyncError]:
+        """Create missing OCIR repositories where a compartment is configured."""
+        if self._repositories is None:
+            return {}
+        namespace = f"{self._settings.namespace}/"
+        failures: dict[str, SyncError] = {}
+        for key, target in targets.items():
+            try:
+                await self._repositories.ensure(
+                    key, target.reference.repository.removeprefix(namespace)
+                )
+            except SyncError as error:
+                failures[key] = error
+        return failures
+
+    async def _push(
+        self,
+        job: Job,
+        records: dict[str, DestinationRecord],
+        targets: dict[str, Destination],
+        region_of: dict[str, str],
+        on_progress: Callable[[dict[str, DestinationRecord]], None],
+    ) -> CopyResult:
+        """The image to every region that is ready for it, then its referrers."""
+        source = self.source_reference(job)
+        not_ready = await self._prepare(targets)
+        ready = [target for key, target in targets.items() if key not in not_ready]
+        live = _LiveRecords(
+            records, region_of, on_progress, ProgressMetrics(self._metrics, region_of)
+        )
+        client = self._registries.client(source.registry)
+        result = await copy_image(
+            client, source, ready, options=self._options, progress=live, locations=self._locations
+        )
+        landed = [t for t, r in zip(ready, result.destinations, strict=True) if r.ok]
+        if result.digest is not None and landed and self._placer.referrers(job.repository, job.tag):
+            referrers = await copy_referrers(
+                client,
+                source,
+                Digest(result.digest),
+                landed,
+                copy=functools.partial(
+                    copy_image, options=self._options, locations=self._locations
+                ),
+            )
+            referrers.record(result.destinations)
+        for key, error in not_ready.items():
+            failed = DestinationResult(targets[key].name)
+            failed.fail(error, retryable=error.retryable)
+            result.destinations.append(failed)
+        return result
 
     def _merge(
         self, records: dict[str, DestinationRecord], result: CopyResult, region_of: dict[str, str]

@@ -12,11 +12,12 @@ from ecr_ocir_sync.config import ServiceSettings
 from ecr_ocir_sync.errors import ConfigError
 from ecr_ocir_sync.jobs.store import JobStore
 from ecr_ocir_sync.metrics import Metrics
-from ecr_ocir_sync.placement import EnvironmentPlacer
 from ecr_ocir_sync.reconcile_loop import ReconcileLoop
+from ecr_ocir_sync.registry.ocir_repositories import OcirRepositories, OcirRepositorySettings
 from ecr_ocir_sync.registry.pool import Registries
 from ecr_ocir_sync.registry.providers import CredentialSettings, OcirLogin, build_credentials
 from ecr_ocir_sync.registry.retry import RetryPolicy
+from ecr_ocir_sync.rules import RulesPlacer
 from ecr_ocir_sync.runner import JobRunner
 from ecr_ocir_sync.worker import WorkerPool
 
@@ -75,8 +76,16 @@ class Service:
         self._lock = _lock(settings.data_dir)
         self.store = JobStore(settings.data_dir)
         self.registries = build_registries(settings)
-        self.placer = EnvironmentPlacer(settings)
-        self.runner = JobRunner(settings, self.registries, self.metrics, self.placer)
+        self.placer = RulesPlacer.from_settings(settings)  # SYNC_RULES_FILE, else everything
+        repository_settings = OcirRepositorySettings.from_env()
+        self.repositories = (
+            OcirRepositories(repository_settings, namespace=settings.namespace)
+            if repository_settings is not None
+            else None
+        )
+        self.runner = JobRunner(
+            settings, self.registries, self.metrics, self.placer, repositories=self.repositories
+        )
         self.workers = WorkerPool(self.store, self.runner, settings, self.metrics)
         self.reconciler = ReconcileLoop(
             settings,
@@ -105,5 +114,7 @@ class Service:
         if not self.draining:
             await self.drain()
         await self.registries.aclose()
+        if self.repositories is not None:
+            self.repositories.close()
         self.store.close()
         self._lock.close()

@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from ecr_ocir_sync import __version__
+from ecr_ocir_sync.cli.config_check import add_config_command, run_config_command
 from ecr_ocir_sync.cli.service_commands import add_service_commands, run_service_command
 from ecr_ocir_sync.config import ocir_endpoints
 from ecr_ocir_sync.engine.destination import Destination
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     delete.add_argument("destinations", metavar="DEST", nargs="+")
     add_service_commands(commands)
+    add_config_command(commands)
     return parser
 
 
@@ -186,6 +188,8 @@ async def _run(args: argparse.Namespace) -> CopyResult:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "config":
+        return run_config_command(args)
     try:
         if args.command in ("serve", "jobs", "reconcile"):
             return run_service_command(args)

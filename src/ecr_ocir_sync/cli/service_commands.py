@@ -110,13 +110,14 @@ async def _reconcile(args: argparse.Namespace) -> int:
     from ecr_ocir_sync.cli.report import print_plan  # noqa: PLC0415
     from ecr_ocir_sync.config import ServiceSettings  # noqa: PLC0415
     from ecr_ocir_sync.jobs.store import JobStore  # noqa: PLC0415
-    from ecr_ocir_sync.placement import EnvironmentPlacer  # noqa: PLC0415
     from ecr_ocir_sync.reconcile_loop import apply_plans, plan_all  # noqa: PLC0415
+    from ecr_ocir_sync.rules import RulesPlacer  # noqa: PLC0415
     from ecr_ocir_sync.service import build_registries  # noqa: PLC0415
 
     settings = ServiceSettings.from_env()
     async with build_registries(settings) as registries:
-        plans = await plan_all(settings, registries, EnvironmentPlacer(settings), args.repository)
+        placer = RulesPlacer.from_settings(settings)
+        plans = await plan_all(settings, registries, placer, args.repository)
     if args.json:
         print(json.dumps([plan.to_json() for plan in plans], indent=2, default=str))
     else:

@@ -1,0 +1,58 @@
+"""Sync rules: which ECR images go to which OCIR regions, under which repository name.
+
+Without a rules file (``SYNC_RULES_FILE`` / ``--rules``) one default rule sends every
+tag of every repository to every region of ``OCI_REPO_REGION_KEY`` as
+``<namespace>/<repository>``, with ``SYNC_DELETE_POLICY`` and referrers on. With one,
+the first rule an image matches decides; an image no rule matches is not synced.
+The format is documented in ``docs/rules.example.yaml``.
+
+Typical use::
+
+    rules = load_rules(rules_path(args.rules), region_keys=settings.region_keys,
+                       namespace=settings.namespace, delete_policy=settings.delete_policy)
+    placement = rules.place("team/web", "1.4")        # None: not synced
+    placement.destinations                              # {"mel": "ns/mirror/web"}
+    placement.delete_policy, placement.referrers
+
+or, where a ``reconcile.Placer`` is wanted, ``RulesPlacer.from_settings(settings, args.rules)``.
+"""
+
+from ecr_ocir_sync.rules.loader import (
+    RULES_FILE_VARIABLE,
+    SUPPORTED_VERSIONS,
+    RulesFileError,
+    load_rules,
+    rules_path,
+)
+from ecr_ocir_sync.rules.model import (
+    HostLookup,
+    Placement,
+    RepositoryFilter,
+    RepositoryMapping,
+    Rule,
+    RuleSet,
+    SemverRange,
+    TagFilter,
+)
+from ecr_ocir_sync.rules.patterns import Glob, compile_glob, tag_version
+from ecr_ocir_sync.rules.placer import RulesPlacer
+
+__all__ = [
+    "RULES_FILE_VARIABLE",
+    "SUPPORTED_VERSIONS",
+    "Glob",
+    "HostLookup",
+    "Placement",
+    "RepositoryFilter",
+    "RepositoryMapping",
+    "Rule",
+    "RuleSet",
+    "RulesFileError",
+    "RulesPlacer",
+    "SemverRange",
+    "TagFilter",
+    "compile_glob",
+    "load_rules",
+    "rules_path",
+    "tag_version",
+]
