@@ -24,6 +24,7 @@ class RegistryServer:
     username: str | None = None
     password: str | None = None
     token_auth: dict[str, str] | None = None  # realm, service, issuer, rootcertbundle
+    access_log: bool = False  # benchmarks count requests from it
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -56,7 +57,8 @@ class RegistryServer:
             auth = f"auth:\n  token:\n{lines}"
         return (
             "version: 0.1\n"
-            "log:\n  level: error\n  accesslog:\n    disabled: true\n"
+            "log:\n  level: error\n  accesslog:\n"
+            f"    disabled: {str(not self.access_log).lower()}\n"
             "storage:\n"
             f"  filesystem:\n    rootdirectory: {self.storage}\n"
             "  delete:\n    enabled: true\n"
@@ -92,6 +94,20 @@ class RegistryServer:
             if status in (200, 401):
                 return
         raise RuntimeError(f"registry on {self.host} did not answer within {timeout}s")
+
+    def requests_logged(self) -> int:
+        """Requests in the access log so far (with ``access_log=True``)."""
+        log = (self.root / "registry.log").read_text(errors="replace")
+        return sum(
+            1
+            for line in log.splitlines()
+            if '"HEAD /v2/' in line
+            or '"GET /v2/' in line
+            or '"PUT /v2/' in line
+            or '"POST /v2/' in line
+            or '"PATCH /v2/' in line
+            or '"DELETE /v2/' in line
+        )
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
