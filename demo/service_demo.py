@@ -19,7 +19,7 @@ from pathlib import Path
 from tests.support import skopeo
 from tests.support.images import Pusher, build_image, build_index, layer_bytes
 from tests.support.registry import RegistryServer
-from tests.support.service import ACCOUNT, API_KEY, REGION, ServiceProcess, ecr_event
+from tests.support.service import ServiceProcess, ecr_event, service_env
 
 TOKEN = "demo-token-not-a-secret"  # noqa: S105 - a throwaway login for a loopback registry
 SHOWN_METRICS = (
@@ -64,18 +64,9 @@ def main() -> int:
         pusher.close()
         print(f"pushed team/web:1.0 to ECR: 2 platforms sharing a base layer, {index.digest}")
 
-        env = {
-            "OCI_TENANCY": "demo",
-            "OCI_USERNAME": "mirror",
-            "OCI_AUTH_TOKEN": TOKEN,
-            "OCI_REPO_REGION_KEY": "mel,syd",
-            "ECR_ENDPOINT": f"http://{ecr.host}",
-            "OCIR_ENDPOINT_MEL": f"http://{mel.host}",
-            "OCIR_ENDPOINT_SYD": f"http://{syd.host}",
-            "SYNC_ALLOWED_ACCOUNTS": ACCOUNT,
-            "SYNC_ALLOWED_REGIONS": REGION,
-            "SYNC_API_KEY": API_KEY,
-        }
+        env = service_env(
+            ecr.host, {"mel": mel.host, "syd": syd.host}, namespace="demo", token=TOKEN
+        )
         service = ServiceProcess(workdir / "data", env).start()
         banner(f"ecr-ocir-sync serve on {service.url} (job store {workdir / 'data'})")
 

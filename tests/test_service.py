@@ -25,6 +25,7 @@ from tests.support.service import (
     ServiceProcess,
     ecr_event,
 )
+from tests.support.service import service_env as shared_service_env
 
 TOKEN = "ocir-token-test-only"
 SYD_CREDS = f"ns/mirror:{TOKEN}"
@@ -70,22 +71,7 @@ def regions(start_registry) -> Regions:
 
 
 def service_env(ecr_host: str, mel_host: str, syd_host: str, **extra: str) -> dict[str, str]:
-    return {
-        "OCI_TENANCY": "ns",
-        "OCI_USERNAME": "mirror",
-        "OCI_AUTH_TOKEN": TOKEN,
-        "OCI_REPO_REGION_KEY": "mel,syd",
-        "ECR_ENDPOINT": f"http://{ecr_host}",
-        "OCIR_ENDPOINT_MEL": f"http://{mel_host}",
-        "OCIR_ENDPOINT_SYD": f"http://{syd_host}",
-        "SYNC_ALLOWED_ACCOUNTS": ACCOUNT,
-        "SYNC_ALLOWED_REGIONS": REGION,
-        "SYNC_API_KEY": API_KEY,
-        "SYNC_RETRY_BASE_SECONDS": "0.2",
-        "SYNC_REQUEST_RETRY_SECONDS": "0.02",
-        "SYNC_REQUEST_ATTEMPTS": "2",
-        **extra,
-    }
+    return shared_service_env(ecr_host, {"mel": mel_host, "syd": syd_host}, token=TOKEN, **extra)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from tests.support.oci_api import (
     listing,
     write_api_key_config,
 )
-from tests.support.service import ACCOUNT, API_KEY, REGION, ecr_event
+from tests.support.service import ecr_event, service_env
 
 
 def push(server, repository: str, tag: str, image) -> str:
@@ -30,19 +30,7 @@ def push(server, repository: str, tag: str, image) -> str:
 
 
 def env_for(ecr, mel, syd, namespace: str = "ns", **extra: str) -> dict[str, str]:
-    return {
-        "OCI_TENANCY": namespace,
-        "OCI_USERNAME": "mirror",
-        "OCI_AUTH_TOKEN": "token",
-        "OCI_REPO_REGION_KEY": "mel,syd",
-        "ECR_ENDPOINT": f"http://{ecr.host}",
-        "OCIR_ENDPOINT_MEL": f"http://{mel.host}",
-        "OCIR_ENDPOINT_SYD": f"http://{syd.host}",
-        "SYNC_ALLOWED_ACCOUNTS": ACCOUNT,
-        "SYNC_ALLOWED_REGIONS": REGION,
-        "SYNC_API_KEY": API_KEY,
-        **extra,
-    }
+    return service_env(ecr.host, {"mel": mel.host, "syd": syd.host}, namespace=namespace, **extra)
 
 
 @pytest.fixture

@@ -1,9 +1,36 @@
-"""A TCP proxy that drops one connection part-way through a response."""
+"""TCP proxies that misbehave on purpose: one drops a connection mid-response, one is slow."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Awaitable, Callable
+
+Pipe = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bool], Awaitable[None]]
+
+
+async def relay(
+    client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, upstream_port: int, pipe: Pipe
+) -> None:
+    """Connect to the upstream and run ``pipe`` both ways (``True`` = the response side)
+    until either side ends; every socket is closed however it ends."""
+    writers = [client_w]
+    try:
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", upstream_port)
+        writers.append(up_w)
+        upward = asyncio.create_task(pipe(client_r, up_w, False))
+        downward = asyncio.create_task(pipe(up_r, client_w, True))
+        try:
+            await asyncio.wait({upward, downward}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (upward, downward):
+                task.cancel()
+            await asyncio.gather(upward, downward, return_exceptions=True)
+    except OSError:
+        pass
+    finally:
+        for writer in writers:
+            writer.transport.abort()
 
 
 class CuttingProxy:
@@ -35,28 +62,16 @@ class CuttingProxy:
         await self._server.wait_closed()
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        self._tasks.add(asyncio.current_task())  # type: ignore[arg-type]
-        writers = [client_w]
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)  # type: ignore[arg-type]
         try:
-            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-            writers.append(up_w)
-            upward = asyncio.create_task(self._pipe(client_r, up_w, cutting=False))
-            downward = asyncio.create_task(self._pipe(up_r, client_w, cutting=True))
-            try:
-                await asyncio.wait({upward, downward}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (upward, downward):
-                    task.cancel()
-                await asyncio.gather(upward, downward, return_exceptions=True)
-        except OSError:
-            pass
+            await relay(client_r, client_w, self.upstream_port, self._pipe)
         finally:
-            for writer in writers:
-                writer.transport.abort()
-            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._tasks.discard(task)  # type: ignore[arg-type]
 
     async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, cutting: bool
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cutting: bool
     ) -> None:
         sent = 0
         while data := await reader.read(65536):
@@ -116,26 +131,10 @@ class SlowProxy:
         self._loop.close()
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        writers = [client_w]
-        try:
-            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-            writers.append(up_w)
-            upward = asyncio.create_task(self._pipe(client_r, up_w, slow=False))
-            downward = asyncio.create_task(self._pipe(up_r, client_w, slow=True))
-            try:
-                await asyncio.wait({upward, downward}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (upward, downward):
-                    task.cancel()
-                await asyncio.gather(upward, downward, return_exceptions=True)
-        except OSError:
-            pass
-        finally:
-            for writer in writers:
-                writer.transport.abort()
+        await relay(client_r, client_w, self.upstream_port, self._pipe)
 
     async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, slow: bool
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, slow: bool
     ) -> None:
         chunk = 16384
         while data := await reader.read(chunk):

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,33 @@ CLI = str(Path(sys.executable).parent / "ecr-ocir-sync")
 API_KEY = "test-api-key-0123456789"  # a throwaway secret for a loopback service
 ACCOUNT = "123456789012"
 REGION = "ap-southeast-2"
+
+
+def service_env(
+    ecr_host: str,
+    regions: Mapping[str, str],
+    *,
+    namespace: str = "ns",
+    token: str = "ocir-token-test-only",
+    **extra: str,
+) -> dict[str, str]:
+    """The service's settings for loopback registries: ``regions`` maps key → host."""
+    return {
+        "OCI_TENANCY": namespace,
+        "OCI_USERNAME": "mirror",
+        "OCI_AUTH_TOKEN": token,
+        "OCI_REPO_REGION_KEY": ",".join(regions),
+        "ECR_ENDPOINT": f"http://{ecr_host}",
+        **{f"OCIR_ENDPOINT_{key.upper()}": f"http://{host}" for key, host in regions.items()},
+        "SYNC_ALLOWED_ACCOUNTS": ACCOUNT,
+        "SYNC_ALLOWED_REGIONS": REGION,
+        "SYNC_API_KEY": API_KEY,
+        # Short waits between attempts: failure paths stay quick, the behaviour is the same.
+        "SYNC_RETRY_BASE_SECONDS": "0.2",
+        "SYNC_REQUEST_RETRY_SECONDS": "0.02",
+        "SYNC_REQUEST_ATTEMPTS": "2",
+        **extra,
+    }
 
 
 def ecr_event(
