@@ -4,12 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := skopeo docker-registry
+BENCH_APT_PACKAGES := wrk
 
-.PHONY: help deps venv lint typecheck test demo bench clean
+.PHONY: help deps venv lint typecheck test demo loadtest bench clean
 
 help:
 	@echo "make demo   - copy a generated image from a local 'ECR' to two local 'OCIR regions'"
 	@echo "make test   - install what is needed, then lint, type-check and run the whole suite"
+	@echo "make loadtest - a bounded load run against the demo set-up"
 	@echo "make bench  - benchmarks against skopeo; results go to bench/RESULTS.md"
 
 deps:
@@ -43,8 +45,13 @@ test: deps venv lint typecheck
 demo: deps venv
 	$(BIN)/python -m demo.service_demo
 
+loadtest: deps venv
+	$(BIN)/python -m demo.loadtest
+
 bench: deps venv
+	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(BENCH_APT_PACKAGES)"
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.intake
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache bench/.work

@@ -314,7 +314,8 @@ _HEADER = """\
 # Benchmark results
 
 Written by `python -m bench.run --write` (see bench/run.py for what each scenario does;
-`python -m bench.cpuprofile` shows where our process spends its CPU).
+`python -m bench.cpuprofile` shows where our process spends its CPU) and, for the service's
+intake and event-to-present time, `python -m bench.intake --write` (see bench/intake.py).
 Each mode has one section, replaced when that mode is run again.  Figures are medians.
 """
 
