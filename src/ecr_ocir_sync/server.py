@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Iterator
@@ -36,6 +37,9 @@ class _Server(uvicorn.Server):
 async def _serve(settings: ServiceSettings, host: str, port: int) -> None:
     service = Service(settings)
     await service.start()
+    # Everything loaded so far lives as long as the process: keep it out of the
+    # collector's full passes, which otherwise stall the loop ~35 ms each (bench/intake).
+    gc.freeze()
     config = uvicorn.Config(
         create_app(service),
         host=host,

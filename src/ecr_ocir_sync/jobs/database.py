@@ -1,9 +1,11 @@
-"""One SQLite connection on one thread, with group commit for submissions.
+"""One SQLite connection on one thread, with group commit.
 
 Every call runs on the database thread, so the event loop never blocks on
-disk.  Calls marked ``batch`` that queue up while a commit is in progress
-are written in one transaction and made durable by one fsync: intake stays
-fast without weakening "committed before 202".
+disk.  Calls that queue up while a commit is in progress are written in one
+transaction (each in its own savepoint, so one failing call rolls back alone)
+and made durable by one fsync: intake stays fast without weakening
+"committed before 202", and workers' lease and finish writes share the
+intake's commits instead of breaking them up.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ class _Call:
     work: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
-    batch: bool
 
 
 def _settle(call: _Call, result: Any, error: BaseException | None) -> None:
@@ -68,13 +69,13 @@ class Database:
         self._queue.put(None)
         self._thread.join()
 
-    async def call(self, work: Callable[[sqlite3.Connection], T], *, batch: bool = False) -> T:
-        """Run ``work(connection)`` in its own transaction (shared with others if ``batch``)."""
+    async def call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work(connection)`` in the next commit; returns once that commit is durable."""
         if not self._thread.is_alive():
             raise StoreUnavailableError(f"the job store {self.path} is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Call(work, future, loop, batch))
+        self._queue.put(_Call(work, future, loop))
         return await future
 
     def _connect(self) -> sqlite3.Connection:
@@ -94,27 +95,21 @@ class Database:
             self._ready.set()
             return
         self._ready.set()
-        leftover: _Call | None = None
-        while True:
-            call = leftover if leftover is not None else self._queue.get()
-            leftover = None
-            if call is None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
                 break
-            calls = [call]
-            if call.batch:
-                while len(calls) < _MAX_BATCH:
-                    try:
-                        more = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is not None and more.batch:
-                        calls.append(more)
-                    else:
-                        leftover = more
-                        if more is None:
-                            self._queue.put(None)
-                            leftover = None
-                        break
+            calls = [first]
+            while len(calls) < _MAX_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True  # finish this batch, then stop
+                    break
+                calls.append(more)
             self._execute(connection, calls)
         connection.close()
 

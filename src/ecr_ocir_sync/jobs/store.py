@@ -128,7 +128,7 @@ class JobStore:
         def work(connection: sqlite3.Connection) -> SubmitResult:
             return _submit(connection, request, now)
 
-        return await self._db.call(work, batch=True)
+        return await self._db.call(work)
 
     # -- workers --------------------------------------------------------------
 
@@ -404,8 +404,10 @@ def _submit(connection: sqlite3.Connection, request: SyncRequest, now: float) ->
     seq = int(cursor.lastrowid or 0)
     if is_newest:
         _mark_newest(connection, key, event_time, seq)
-    else:
-        _supersede(connection, seq, now)
+        # Built from what was just written: re-reading the row would only cost time.
+        job = Job(**{**values, "seq": seq, "attempts": 0, "state": JobState.PENDING})
+        return SubmitResult(job, coalesced=False)
+    _supersede(connection, seq, now)
     return SubmitResult(_fetch(connection, values["id"]), coalesced=False)
 
 
