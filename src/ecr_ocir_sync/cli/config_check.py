@@ -12,15 +12,20 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ecr_ocir_sync.config import DeletePolicy, ocir_endpoints
 from ecr_ocir_sync.errors import ConfigError, SyncError
 from ecr_ocir_sync.oci.digest import Digest, parse_digest
 from ecr_ocir_sync.oci.reference import check_repository, check_tag, parse_reference
 from ecr_ocir_sync.registry.ecr import ECR_HOST
-from ecr_ocir_sync.rules import RULES_FILE_VARIABLE, RuleSet, load_rules, rules_path
 from ecr_ocir_sync.targets import parse_region_keys
+
+if TYPE_CHECKING:
+    from ecr_ocir_sync.rules import RuleSet
+
+# The rules package (PyYAML, packaging) is imported when a check runs, not for --help.
+RULES_FILE_VARIABLE = "SYNC_RULES_FILE"
 
 __all__ = ["ImageName", "add_config_command", "parse_image", "run_config_command"]
 
@@ -123,6 +128,8 @@ def _environment(environ: Mapping[str, str]) -> tuple[list[str], str, str, dict[
 
 def _check(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO) -> int:
     keys, namespace, policy, hosts = _environment(environ)
+    from ecr_ocir_sync.rules import load_rules, rules_path  # noqa: PLC0415 - see above
+
     path = rules_path(args.rules, environ)
     rules = load_rules(path, region_keys=keys, namespace=namespace, delete_policy=policy)
     if args.image is None:
