@@ -19,7 +19,7 @@ from tests.conftest import make_registries
 from tests.support import skopeo
 from tests.support.ecr import ACCOUNT, REGION, FakeEcr
 from tests.support.images import Pusher, build_image, layer_bytes
-from tests.support.service import API_KEY, CLI
+from tests.support.service import CLI, service_env
 
 
 @pytest.fixture
@@ -169,9 +169,9 @@ def moto_server():
     server.stop()
 
 
-def test_the_periodic_pass_of_the_service_repairs_what_events_missed(
-    moto_server, start_registry, start_service_process
-):
+@pytest.fixture
+def served_ecr(moto_server, start_registry) -> FakeEcr:
+    """The fake ECR with its API on loopback, for the service and CLI processes."""
     api = boto3.client(
         "ecr",
         region_name=REGION,
@@ -179,7 +179,24 @@ def test_the_periodic_pass_of_the_service_repairs_what_events_missed(
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-    ecr = FakeEcr(start_registry("ecr"), api)
+    return FakeEcr(start_registry("ecr"), api)
+
+
+def process_env(ecr: FakeEcr, mel, moto_server: str, **extra: str) -> dict[str, str]:
+    return service_env(
+        ecr.registry.host,
+        {"mel": mel.host},
+        AWS_ENDPOINT_URL_ECR=moto_server,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        **extra,
+    )
+
+
+def test_the_periodic_pass_of_the_service_repairs_what_events_missed(
+    served_ecr, moto_server, start_registry, start_service_process
+):
+    ecr = served_ecr
     mel = start_registry("mel")
     missed = build_image([layer_bytes(20_000, 320)])
     ecr.push("web", "1", missed)
@@ -192,22 +209,13 @@ def test_the_periodic_pass_of_the_service_repairs_what_events_missed(
     put(mel, "ns/web", "removed", build_image([layer_bytes(1_000, 323)]))
 
     service = start_service_process(
-        {
-            "OCI_TENANCY": "ns",
-            "OCI_USERNAME": "mirror",
-            "OCI_AUTH_TOKEN": "token",
-            "OCI_REPO_REGION_KEY": "mel",
-            "ECR_ENDPOINT": f"http://{ecr.registry.host}",
-            "OCIR_ENDPOINT_MEL": f"http://{mel.host}",
-            "SYNC_ALLOWED_ACCOUNTS": ACCOUNT,
-            "SYNC_ALLOWED_REGIONS": REGION,
-            "SYNC_API_KEY": API_KEY,
-            "AWS_ENDPOINT_URL_ECR": moto_server,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "SYNC_RECONCILE_INTERVAL_SECONDS": "3600",
-            "SYNC_RECONCILE_LEADER": "true",
-        }
+        process_env(
+            ecr,
+            mel,
+            moto_server,
+            SYNC_RECONCILE_INTERVAL_SECONDS="3600",
+            SYNC_RECONCILE_LEADER="true",
+        )
     )
 
     def converged() -> bool:
@@ -226,32 +234,17 @@ def test_the_periodic_pass_of_the_service_repairs_what_events_missed(
     assert "ecr_ocir_sync_reconcile_last_complete_timestamp_seconds 1." in metrics
 
 
-def test_the_dry_run_prints_the_plan_and_enqueues_nothing(moto_server, start_registry, tmp_path):
-    api = boto3.client(
-        "ecr",
-        region_name=REGION,
-        endpoint_url=moto_server,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    ecr = FakeEcr(start_registry("ecr"), api)
+def test_the_dry_run_prints_the_plan_and_enqueues_nothing(
+    served_ecr, moto_server, start_registry, tmp_path
+):
+    ecr = served_ecr
     mel = start_registry("mel")
     ecr.push("web", "1", build_image([layer_bytes(1_000, 324)]))
     env = {
         "PATH": "/usr/bin:/bin",
-        "OCI_TENANCY": "ns",
-        "OCI_USERNAME": "mirror",
-        "OCI_AUTH_TOKEN": "token",
-        "OCI_REPO_REGION_KEY": "mel",
-        "OCIR_ENDPOINT_MEL": f"http://{mel.host}",
-        "SYNC_ALLOWED_ACCOUNTS": ACCOUNT,
-        "SYNC_ALLOWED_REGIONS": REGION,
-        "SYNC_API_KEY": API_KEY,
         "SYNC_DATA_DIR": str(tmp_path / "data"),
-        "AWS_ENDPOINT_URL_ECR": moto_server,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_EC2_METADATA_DISABLED": "true",
+        **process_env(ecr, mel, moto_server),
     }
 
     done = subprocess.run(
