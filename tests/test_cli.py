@@ -221,3 +221,22 @@ def test_config_check_explains_where_an_image_goes():
 
     assert done.returncode == 0, done.stderr
     assert "  mel: mel.ocir.io/ns/mirror/web:v1.4.0" in done.stdout
+
+
+def test_copy_brings_the_cosign_signature_along_unless_told_not_to(source, dest_open, push_source):
+    from tests.support.artifacts import SigningKey, signature, tag_for  # noqa: PLC0415
+
+    image = build_image([layer_bytes(5_000, 106)])
+    digest = push_source.image("signed", "1", image)
+    sig = signature(f"{source.host}/signed", digest, SigningKey.generate())
+    push_source.image("signed", tag_for(digest, "sig"), sig)
+    insecure = [f"--insecure={source.host}", f"--insecure={dest_open.host}"]
+
+    bare = run(
+        "copy", *insecure, "--no-referrers", f"{source.host}/signed:1", f"{dest_open.host}/bare"
+    )
+    full = run("copy", *insecure, f"{source.host}/signed:1", f"{dest_open.host}/full")
+
+    assert (bare.returncode, full.returncode) == (0, 0), bare.stderr + full.stderr
+    assert not skopeo.exists(f"{dest_open.host}/bare:{tag_for(digest, 'sig')}")
+    assert skopeo.manifest_digest(f"{dest_open.host}/full:{tag_for(digest, 'sig')}") == sig.digest

@@ -6,22 +6,21 @@ worked on, so a retry redoes only what is missing.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ecr_ocir_sync.config import ServiceSettings
-from ecr_ocir_sync.engine.copy import CopyOptions, copy_image
+from ecr_ocir_sync.engine.copy import CopyOptions
 from ecr_ocir_sync.engine.delete import delete_image
 from ecr_ocir_sync.engine.destination import Destination
 from ecr_ocir_sync.engine.locations import BlobLocations
+from ecr_ocir_sync.engine.mirror import mirror_image
 from ecr_ocir_sync.engine.progress import (
     BlobDone,
     BlobOutcome,
     BytesWritten,
     ProgressEvent,
 )
-from ecr_ocir_sync.engine.referrers import copy_referrers
 from ecr_ocir_sync.engine.result import CopyResult, DestinationResult
 from ecr_ocir_sync.errors import SyncError
 from ecr_ocir_sync.jobs.model import DestinationRecord, Job
@@ -177,22 +176,15 @@ class JobRunner:
         live = _LiveRecords(
             records, region_of, on_progress, ProgressMetrics(self._metrics, region_of)
         )
-        client = self._registries.client(source.registry)
-        result = await copy_image(
-            client, source, ready, options=self._options, progress=live, locations=self._locations
+        result = await mirror_image(
+            self._registries.client(source.registry),
+            source,
+            ready,
+            referrers=self._placer.referrers(job.repository, job.tag),
+            options=self._options,
+            progress=live,
+            locations=self._locations,
         )
-        landed = [t for t, r in zip(ready, result.destinations, strict=True) if r.ok]
-        if result.digest is not None and landed and self._placer.referrers(job.repository, job.tag):
-            referrers = await copy_referrers(
-                client,
-                source,
-                Digest(result.digest),
-                landed,
-                copy=functools.partial(
-                    copy_image, options=self._options, locations=self._locations
-                ),
-            )
-            referrers.record(result.destinations)
         for key, error in not_ready.items():
             failed = DestinationResult(targets[key].name)
             failed.fail(error, retryable=error.retryable)

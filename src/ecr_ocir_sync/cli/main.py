@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    copy.add_argument(
+        "--no-referrers",
+        action="store_true",
+        help="copy the image only, not its signatures, SBOMs and attestations",
+    )
     copy.add_argument("source", metavar="SOURCE")
     copy.add_argument("destinations", metavar="DEST", nargs="*")
     delete = commands.add_parser(
@@ -166,8 +171,8 @@ def _listener(args: argparse.Namespace) -> tuple[ProgressListener, AbstractConte
 
 
 async def _run(args: argparse.Namespace) -> CopyResult:
-    from ecr_ocir_sync.engine.copy import copy_image  # noqa: PLC0415 - keeps --help fast
-    from ecr_ocir_sync.engine.delete import delete_image  # noqa: PLC0415
+    from ecr_ocir_sync.engine.delete import delete_image  # noqa: PLC0415 - keeps --help fast
+    from ecr_ocir_sync.engine.mirror import mirror_image  # noqa: PLC0415
 
     async with _registries(args) as registries:
         if args.command == "delete":
@@ -181,8 +186,12 @@ async def _run(args: argparse.Namespace) -> CopyResult:
         ]
         listener, display = _listener(args)
         with display:
-            return await copy_image(
-                registries.client(source.registry), source, targets, progress=listener
+            return await mirror_image(
+                registries.client(source.registry),
+                source,
+                targets,
+                referrers=not args.no_referrers,
+                progress=listener,
             )
 
 
