@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ecr_ocir_sync import __version__
+from ecr_ocir_sync.api_docs import JOB_ANSWERS, SYNC_ANSWERS, SYNC_REQUEST_BODY
 from ecr_ocir_sync.errors import ConfigError
 from ecr_ocir_sync.events import IgnoredEvent, InvalidEventError, SyncRequest, parse_event
 from ecr_ocir_sync.jobs.model import JobState
@@ -122,7 +123,13 @@ def _placed(service: Service, request: SyncRequest) -> bool:
 def _add_intake(app: FastAPI, service: Service, authorized: _Authorizer) -> None:
     events = service.metrics.events
 
-    @app.post("/sync", status_code=202, summary="Accept an ECR image event")
+    @app.post(
+        "/sync",
+        status_code=202,
+        summary="Accept an ECR image event",
+        responses=SYNC_ANSWERS,
+        openapi_extra=SYNC_REQUEST_BODY,
+    )
     async def sync(request: Request) -> JSONResponse:
         try:
             authorized.require(request)
@@ -176,7 +183,11 @@ def _add_jobs(app: FastAPI, service: Service, authorized: _Authorizer) -> None:
         jobs = await service.store.list(wanted, limit)
         return JSONResponse({"jobs": [job.to_json() for job in jobs]})
 
-    @app.get("/jobs/{job_id}", summary="One job: state, attempts, per-destination progress")
+    @app.get(
+        "/jobs/{job_id}",
+        summary="One job: state, attempts, per-destination progress",
+        responses=JOB_ANSWERS,
+    )
     async def show_job(request: Request, job_id: str) -> JSONResponse:
         if not authorized(request):
             return _error(401, _UNAUTHORIZED)

@@ -66,8 +66,9 @@ class Database:
             raise self._startup_error
 
     def stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
+        if self._thread.is_alive():  # never started, or already stopped: nothing to do
+            self._queue.put(None)
+            self._thread.join()
 
     async def call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work(connection)`` in the next commit; returns once that commit is durable."""
