@@ -10,7 +10,7 @@ import pytest
 from ecr_ocir_sync.engine.copy import CopyOptions, copy_image
 from ecr_ocir_sync.engine.destination import Destination
 from ecr_ocir_sync.engine.locations import BlobLocations
-from ecr_ocir_sync.engine.progress import ProgressEvent, Retrying
+from ecr_ocir_sync.engine.progress import ProgressEvent, Retrying, SourcePlanned
 from ecr_ocir_sync.engine.result import CopyResult
 from ecr_ocir_sync.oci.reference import parse_reference
 from ecr_ocir_sync.registry.credentials import Credentials
@@ -77,12 +77,19 @@ async def test_each_blob_is_read_from_the_source_once_for_two_destinations(
     image = build_image([layer_bytes(400_000, 3), layer_bytes(300_000, 4)])
     push_source.image("app", "v1", image)
 
+    events: list[ProgressEvent] = []
+
     result = await copy(
-        registries, f"{source.host}/app:v1", f"{dest_open.host}/app", f"{dest_basic.host}/app"
+        registries,
+        f"{source.host}/app:v1",
+        f"{dest_open.host}/app",
+        f"{dest_basic.host}/app",
+        progress=events,
     )
 
     assert result.ok, result
     assert result.bytes_read == image.size
+    assert [e for e in events if isinstance(e, SourcePlanned)] == [SourcePlanned(3, image.size)]
     for destination in result.destinations:
         assert destination.bytes_sent == image.size
         assert destination.blobs_copied == 3

@@ -11,6 +11,7 @@ from ecr_ocir_sync.engine.progress import (
     BytesWritten,
     DestinationPlanned,
     ProgressEvent,
+    SourcePlanned,
 )
 
 if TYPE_CHECKING:
@@ -56,6 +57,10 @@ class LiveProgress:
             self._progress.advance(self._source, event.count)
         elif isinstance(event, BytesWritten):
             self._progress.advance(self._task(event.destination), event.count)
+        elif isinstance(event, SourcePlanned):
+            self._progress.update(
+                self._source, total=max(event.bytes_needed, 1), blobs=f"{event.blobs_needed} blobs"
+            )
         elif isinstance(event, DestinationPlanned):
             note = "up to date" if event.up_to_date else f"{event.blobs_needed} blobs to send"
             self._progress.update(

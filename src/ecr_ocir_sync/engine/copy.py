@@ -27,6 +27,7 @@ from ecr_ocir_sync.engine.progress import (
     DestinationPlanned,
     ProgressEvent,
     ProgressListener,
+    SourcePlanned,
     ignore_progress,
 )
 from ecr_ocir_sync.engine.result import CopyResult, DestinationResult
@@ -165,6 +166,8 @@ class _Copy:
                 state.fail(error)
             return self.result
         await asyncio.gather(*(self._guarded(s, self._plan(s, image)) for s in self.active()))
+        needed = [b for b in image.blobs if any(b.digest in s.missing_blobs for s in self.active())]
+        self.progress(SourcePlanned(len(needed), sum(blob.size for blob in needed)))
         await self._copy_blobs(image)
         await asyncio.gather(*(self._guarded(s, self._push(s, image)) for s in self.active()))
         return self.result

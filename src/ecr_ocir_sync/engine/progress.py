@@ -20,6 +20,7 @@ __all__ = [
     "ProgressEvent",
     "ProgressListener",
     "Retrying",
+    "SourcePlanned",
     "ignore_progress",
 ]
 
@@ -38,6 +39,14 @@ class DestinationPlanned:
     blobs_needed: int
     bytes_needed: int
     up_to_date: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePlanned:
+    """``bytes_needed`` bytes in ``blobs_needed`` blobs will be read from the source."""
+
+    blobs_needed: int
+    bytes_needed: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +82,7 @@ class Retrying:
     delay: float
 
 
-ProgressEvent = DestinationPlanned | BytesRead | BytesWritten | BlobDone | Retrying
+ProgressEvent = DestinationPlanned | SourcePlanned | BytesRead | BytesWritten | BlobDone | Retrying
 
 
 class ProgressListener(Protocol):
