@@ -7,21 +7,12 @@ import httpx
 from ecr_ocir_sync.api import create_app
 from ecr_ocir_sync.config import ServiceSettings
 from ecr_ocir_sync.service import Service
-from tests.support.service import ACCOUNT, API_KEY, REGION, ecr_event
+from tests.support.service import API_KEY, ecr_event, service_env
 
 
 def settings_for(tmp_path) -> ServiceSettings:
     return ServiceSettings.from_env(
-        {
-            "OCI_TENANCY": "ns",
-            "OCI_USERNAME": "mirror",
-            "OCI_AUTH_TOKEN": "token",
-            "OCI_REPO_REGION_KEY": "mel",
-            "SYNC_ALLOWED_ACCOUNTS": ACCOUNT,
-            "SYNC_ALLOWED_REGIONS": REGION,
-            "SYNC_API_KEY": API_KEY,
-            "SYNC_DATA_DIR": str(tmp_path),
-        }
+        service_env("unused:5000", {"mel": "unused:5001"}, SYNC_DATA_DIR=str(tmp_path))
     )
 
 

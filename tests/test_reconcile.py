@@ -39,21 +39,13 @@ def ecr(aws, start_registry) -> FakeEcr:
     return FakeEcr(start_registry("ecr"), aws)
 
 
+def settings_for(dest_open, **extra: str) -> ServiceSettings:
+    return ServiceSettings.from_env(service_env("unused:5000", {"mel": dest_open.host}, **extra))
+
+
 @pytest.fixture
 def settings(dest_open, tmp_path) -> ServiceSettings:
-    return ServiceSettings.from_env(
-        {
-            "OCI_TENANCY": "ns",
-            "OCI_USERNAME": "mirror",
-            "OCI_AUTH_TOKEN": "token",
-            "OCI_REPO_REGION_KEY": "mel",
-            "OCIR_ENDPOINT_MEL": f"http://{dest_open.host}",
-            "SYNC_ALLOWED_ACCOUNTS": ACCOUNT,
-            "SYNC_ALLOWED_REGIONS": REGION,
-            "SYNC_API_KEY": "k" * 20,
-            "SYNC_DATA_DIR": str(tmp_path / "data"),
-        }
-    )
+    return settings_for(dest_open, SYNC_DATA_DIR=str(tmp_path / "data"))
 
 
 def put(server, repository: str, tag: str, image) -> None:
@@ -111,19 +103,7 @@ async def test_a_repository_missing_at_the_destination_is_copied_whole(ecr, dest
 async def test_with_the_ignore_policy_nothing_is_planned_for_deletion(ecr, dest_open, tmp_path):
     ecr.push("app", "1", build_image([layer_bytes(1_000, 307)]))
     put(dest_open, "ns/app", "stale", build_image([layer_bytes(1_000, 308)]))
-    ignoring = ServiceSettings.from_env(
-        {
-            "OCI_TENANCY": "ns",
-            "OCI_USERNAME": "mirror",
-            "OCI_AUTH_TOKEN": "token",
-            "OCI_REPO_REGION_KEY": "mel",
-            "OCIR_ENDPOINT_MEL": f"http://{dest_open.host}",
-            "SYNC_ALLOWED_ACCOUNTS": ACCOUNT,
-            "SYNC_ALLOWED_REGIONS": REGION,
-            "SYNC_API_KEY": "k" * 20,
-            "SYNC_DELETE_POLICY": "ignore",
-        }
-    )
+    ignoring = settings_for(dest_open, SYNC_DELETE_POLICY="ignore")
 
     plan = await plan_for(ignoring, dest_open, ecr)
 

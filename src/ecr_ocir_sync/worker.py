@@ -113,7 +113,9 @@ class WorkerPool:
             renewer = asyncio.create_task(self._renew(job))
             try:
                 log.info("job started")
-                attempt = await self._runner.run(job, self._progress_saver(job))
+                attempt = await self._runner.run(
+                    job, _ProgressSaver(self._store, job.id, self.owner)
+                )
                 await self._conclude(job, attempt)
             except asyncio.CancelledError:
                 log.warning("job interrupted by shutdown; it resumes on restart")
@@ -125,9 +127,6 @@ class WorkerPool:
                 renewer.cancel()
                 self._metrics.in_flight.dec()
                 self._metrics.job_duration.labels(job.action).observe(time.monotonic() - started)
-
-    def _progress_saver(self, job: Job) -> _ProgressSaver:
-        return _ProgressSaver(self._store, job.id, self.owner)
 
     async def _renew(self, job: Job) -> None:
         every = self._settings.lease_seconds / 3

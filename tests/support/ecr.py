@@ -7,9 +7,9 @@ from typing import Any
 
 from tests.support.images import Image, Pusher
 from tests.support.registry import RegistryServer
+from tests.support.service import ACCOUNT, REGION
 
-ACCOUNT = "123456789012"
-REGION = "ap-southeast-2"
+__all__ = ["ACCOUNT", "REGION", "FakeEcr"]
 
 
 @dataclass
