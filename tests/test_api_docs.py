@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from ecr_ocir_sync.api import create_app
-from ecr_ocir_sync.service import Service
+from ecr_ocir_sync.service.app import create_app
+from ecr_ocir_sync.service.wiring import Service
 from tests.test_api_failures import settings_for
 
 

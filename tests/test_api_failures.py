@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 
-from ecr_ocir_sync.api import create_app
-from ecr_ocir_sync.config import ServiceSettings
-from ecr_ocir_sync.service import Service
+from ecr_ocir_sync.service.app import create_app
+from ecr_ocir_sync.service.wiring import Service
+from ecr_ocir_sync.settings import ServiceSettings
 from tests.support.service import API_KEY, ecr_event, service_env
 
 

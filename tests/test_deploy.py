@@ -26,11 +26,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from ecr_ocir_sync import config
-from ecr_ocir_sync.config import ServiceSettings
+from ecr_ocir_sync import settings as config
+from ecr_ocir_sync.cloud.credential_chain import ocir_login_from_env
 from ecr_ocir_sync.errors import ConfigError
-from ecr_ocir_sync.events import Action
-from ecr_ocir_sync.registry.providers import ocir_login_from_env
+from ecr_ocir_sync.jobs.request import Action
+from ecr_ocir_sync.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBE = ROOT / "deploy" / "kubernetes"

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import pytest
 from moto import mock_aws
 
+from ecr_ocir_sync.cloud.ecr_auth import EcrCredentialProvider
 from ecr_ocir_sync.engine.copy import copy_image
 from ecr_ocir_sync.engine.destination import Destination
 from ecr_ocir_sync.oci.reference import parse_reference
-from ecr_ocir_sync.registry.ecr import EcrCredentialProvider
 from ecr_ocir_sync.registry.pool import Registries
 from tests.conftest import FAST_RETRY
 from tests.support import skopeo

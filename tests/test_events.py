@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from ecr_ocir_sync.events import Action, IgnoredEvent, InvalidEventError, parse_event
+from ecr_ocir_sync.jobs.request import Action
+from ecr_ocir_sync.service.events import IgnoredEvent, InvalidEventError, parse_event
 from tests.support.service import ACCOUNT, REGION, ecr_event
 
 ALLOWED = {"allowed_accounts": frozenset({ACCOUNT}), "allowed_regions": frozenset({REGION})}

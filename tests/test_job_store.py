@@ -7,8 +7,8 @@ import sqlite3
 
 import pytest
 
-from ecr_ocir_sync.events import Action, SyncRequest
 from ecr_ocir_sync.jobs.model import DestinationRecord, JobState
+from ecr_ocir_sync.jobs.request import Action, SyncRequest
 from ecr_ocir_sync.jobs.store import JobStateError, JobStore
 from tests.support.service import ACCOUNT, REGION
 

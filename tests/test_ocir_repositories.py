@@ -19,17 +19,17 @@ from pathlib import Path
 import jwt
 import pytest
 
+from ecr_ocir_sync.cloud.ocir_repositories import (
+    ApiAuth,
+    OcirRepositories,
+    OcirRepositorySettings,
+)
 from ecr_ocir_sync.errors import (
     AuthError,
     ConfigError,
     ProtocolError,
     RateLimitedError,
     UnavailableError,
-)
-from ecr_ocir_sync.registry.ocir_repositories import (
-    ApiAuth,
-    OcirRepositories,
-    OcirRepositorySettings,
 )
 from tests.support.oci_api import (
     COMPARTMENT,
@@ -421,7 +421,7 @@ async def test_a_missing_profile_is_a_config_error(api_key):
 
 def test_importing_the_module_does_not_import_the_sdk():
     code = (
-        "import sys, ecr_ocir_sync.registry.ocir_repositories; "
+        "import sys, ecr_ocir_sync.cloud.ocir_repositories; "
         "sys.exit(1 if 'oci' in sys.modules else 0)"
     )
 

@@ -9,12 +9,12 @@ import httpx
 import pytest
 from moto import mock_aws
 
-from ecr_ocir_sync.config import ServiceSettings
+from ecr_ocir_sync.cloud.ecr_api import EcrCatalog
 from ecr_ocir_sync.jobs.store import JobStore
-from ecr_ocir_sync.reconcile import Reconciler
-from ecr_ocir_sync.reconcile_loop import apply_plans
-from ecr_ocir_sync.registry.ecr_api import EcrCatalog
+from ecr_ocir_sync.reconcile.loop import apply_plans
+from ecr_ocir_sync.reconcile.planner import Reconciler
 from ecr_ocir_sync.rules import RulesPlacer
+from ecr_ocir_sync.settings import ServiceSettings
 from tests.conftest import make_registries
 from tests.support import skopeo
 from tests.support.ecr import ACCOUNT, REGION, FakeEcr

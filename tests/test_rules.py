@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from ecr_ocir_sync.config import DeletePolicy, ServiceSettings
 from ecr_ocir_sync.errors import ConfigError
 from ecr_ocir_sync.oci.digest import Digest
 from ecr_ocir_sync.rules import (
@@ -20,6 +19,7 @@ from ecr_ocir_sync.rules import (
     load_rules,
     rules_path,
 )
+from ecr_ocir_sync.settings import DeletePolicy, ServiceSettings
 
 KEYS = ("mel", "syd")
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "rules.example.yaml"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ecr_ocir_sync.config import Endpoint, ocir_endpoints
+from ecr_ocir_sync.cloud.ocir_auth import ocir_login
 from ecr_ocir_sync.errors import ConfigError
 from ecr_ocir_sync.oci.reference import parse_reference
-from ecr_ocir_sync.registry.ocir import ocir_login
-from ecr_ocir_sync.targets import parse_region_keys, region_destinations
+from ecr_ocir_sync.rules.regions import parse_region_keys, region_destinations
+from ecr_ocir_sync.settings import Endpoint, ocir_endpoints
 
 SOURCE = parse_reference("123456789012.dkr.ecr.ap-southeast-2.amazonaws.com/team/app:1.4")
 

@@ -14,12 +14,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ecr_ocir_sync.config import DeletePolicy, ocir_endpoints
+from ecr_ocir_sync.cloud.ecr_auth import ECR_HOST
 from ecr_ocir_sync.errors import ConfigError, SyncError
 from ecr_ocir_sync.oci.digest import Digest, parse_digest
 from ecr_ocir_sync.oci.reference import check_repository, check_tag, parse_reference
-from ecr_ocir_sync.registry.ecr import ECR_HOST
-from ecr_ocir_sync.targets import parse_region_keys
+from ecr_ocir_sync.rules.policy import DeletePolicy
+from ecr_ocir_sync.rules.regions import parse_region_keys
+from ecr_ocir_sync.settings import ocir_endpoints
 
 if TYPE_CHECKING:
     from ecr_ocir_sync.rules import RuleSet

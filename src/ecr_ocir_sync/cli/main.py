@@ -17,19 +17,19 @@ from pathlib import Path
 from ecr_ocir_sync import __version__
 from ecr_ocir_sync.cli.config_check import add_config_command, run_config_command
 from ecr_ocir_sync.cli.service_commands import add_service_commands, run_service_command
-from ecr_ocir_sync.config import ocir_endpoints
+from ecr_ocir_sync.cloud.credential_chain import (
+    CredentialSettings,
+    build_credentials,
+    ocir_login_from_env,
+)
 from ecr_ocir_sync.engine.destination import Destination
 from ecr_ocir_sync.engine.progress import ProgressListener, ignore_progress
 from ecr_ocir_sync.engine.result import CopyResult
 from ecr_ocir_sync.errors import ConfigError, SyncError
 from ecr_ocir_sync.oci.reference import ImageReference, parse_reference
 from ecr_ocir_sync.registry.pool import Registries
-from ecr_ocir_sync.registry.providers import (
-    CredentialSettings,
-    build_credentials,
-    ocir_login_from_env,
-)
-from ecr_ocir_sync.targets import parse_region_keys, region_destinations
+from ecr_ocir_sync.rules.regions import parse_region_keys, region_destinations
+from ecr_ocir_sync.settings import ocir_endpoints
 
 __all__ = ["main"]
 

@@ -6,7 +6,7 @@ import json
 from typing import TextIO
 
 from ecr_ocir_sync.engine.result import CopyResult
-from ecr_ocir_sync.reconcile import ReconcilePlan, TagDrift
+from ecr_ocir_sync.reconcile.planner import ReconcilePlan, TagDrift
 
 __all__ = ["human_size", "print_json", "print_plan", "print_summary"]
 

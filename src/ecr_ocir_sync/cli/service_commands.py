@@ -108,11 +108,11 @@ async def _jobs(args: argparse.Namespace) -> int:
 
 async def _reconcile(args: argparse.Namespace) -> int:
     from ecr_ocir_sync.cli.report import print_plan  # noqa: PLC0415
-    from ecr_ocir_sync.config import ServiceSettings  # noqa: PLC0415
     from ecr_ocir_sync.jobs.store import JobStore  # noqa: PLC0415
-    from ecr_ocir_sync.reconcile_loop import apply_plans, plan_all  # noqa: PLC0415
+    from ecr_ocir_sync.reconcile.loop import apply_plans, plan_all  # noqa: PLC0415
     from ecr_ocir_sync.rules import RulesPlacer  # noqa: PLC0415
-    from ecr_ocir_sync.service import build_registries  # noqa: PLC0415
+    from ecr_ocir_sync.service.wiring import build_registries  # noqa: PLC0415
+    from ecr_ocir_sync.settings import ServiceSettings  # noqa: PLC0415
 
     settings = ServiceSettings.from_env()
     async with build_registries(settings) as registries:
@@ -139,8 +139,8 @@ def run_service_command(args: argparse.Namespace) -> int:
     if args.command == "reconcile":
         return asyncio.run(_reconcile(args))
     if args.command == "serve":
-        from ecr_ocir_sync.config import ServiceSettings  # noqa: PLC0415
-        from ecr_ocir_sync.server import serve  # noqa: PLC0415
+        from ecr_ocir_sync.service.server import serve  # noqa: PLC0415
+        from ecr_ocir_sync.settings import ServiceSettings  # noqa: PLC0415
 
         serve(ServiceSettings.from_env(), args.host, args.port)
         return 0

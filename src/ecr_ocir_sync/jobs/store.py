@@ -21,7 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ecr_ocir_sync.events import SyncRequest
 from ecr_ocir_sync.jobs.database import Database
 from ecr_ocir_sync.jobs.model import (
     DestinationRecord,
@@ -31,6 +30,7 @@ from ecr_ocir_sync.jobs.model import (
     destinations_from_text,
     destinations_to_text,
 )
+from ecr_ocir_sync.jobs.request import SyncRequest
 
 __all__ = ["JobNotFoundError", "JobStateError", "JobStore"]
 

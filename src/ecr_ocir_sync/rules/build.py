@@ -10,7 +10,6 @@ from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from ecr_ocir_sync.config import DeletePolicy
 from ecr_ocir_sync.errors import InvalidReferenceError
 from ecr_ocir_sync.oci.reference import check_repository
 from ecr_ocir_sync.rules.document import KeyPath, Problems
@@ -22,6 +21,7 @@ from ecr_ocir_sync.rules.model import (
     TagFilter,
 )
 from ecr_ocir_sync.rules.patterns import Glob, compile_glob, glob_problem
+from ecr_ocir_sync.rules.policy import DeletePolicy
 
 __all__ = ["SUPPORTED_VERSIONS", "RuleBuilder", "valid_repository"]
 

@@ -10,7 +10,6 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ecr_ocir_sync.config import DeletePolicy
 from ecr_ocir_sync.errors import ConfigError
 from ecr_ocir_sync.rules.build import SUPPORTED_VERSIONS, RuleBuilder, valid_repository
 from ecr_ocir_sync.rules.document import (
@@ -21,6 +20,7 @@ from ecr_ocir_sync.rules.document import (
     rule_names,
 )
 from ecr_ocir_sync.rules.model import RepositoryFilter, RepositoryMapping, Rule, RuleSet, TagFilter
+from ecr_ocir_sync.rules.policy import DeletePolicy
 
 __all__ = [
     "RULES_FILE_VARIABLE",

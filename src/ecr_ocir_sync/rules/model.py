@@ -15,12 +15,12 @@ from pathlib import Path
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from ecr_ocir_sync.config import DeletePolicy
+from ecr_ocir_sync.cloud.ocir_auth import ocir_host
 from ecr_ocir_sync.errors import ConfigError, InvalidReferenceError
 from ecr_ocir_sync.oci.digest import Digest
 from ecr_ocir_sync.oci.reference import ImageReference, check_repository
-from ecr_ocir_sync.registry.ocir import ocir_host
 from ecr_ocir_sync.rules.patterns import Glob, compile_glob, in_range, tag_version
+from ecr_ocir_sync.rules.policy import DeletePolicy
 
 __all__ = [
     "HostLookup",

@@ -8,16 +8,35 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from ecr_ocir_sync.config import DeletePolicy, ServiceSettings
 from ecr_ocir_sync.rules.loader import load_rules, rules_path
 from ecr_ocir_sync.rules.model import HostLookup, Placement, RuleSet, host_function
+from ecr_ocir_sync.rules.policy import DeletePolicy
+from ecr_ocir_sync.settings import ServiceSettings
 
 if TYPE_CHECKING:
-    from ecr_ocir_sync.registry.ecr_api import EcrImage
+    from ecr_ocir_sync.cloud.ecr_api import EcrImage
 
-__all__ = ["RulesPlacer"]
+__all__ = ["Placer", "RulesPlacer"]
+
+
+class Placer(Protocol):
+    """Where an ECR image goes (rules, or the environment's defaults)."""
+
+    def destinations(self, repository: str, tag: str | None) -> dict[str, tuple[str, str]] | None:
+        """Region key → (registry host, destination repository); None when not synced."""
+
+    def wants_repository(self, repository: str) -> bool:
+        """False when no image of ``repository`` can be synced: its tags are not listed."""
+
+    def select_tags(self, repository: str, images: Sequence[EcrImage]) -> set[str]:
+        """The tags of ``repository`` that are synced (filters, latest N)."""
+
+    def mirrors_deletes(self, repository: str, tag: str | None) -> bool: ...
+
+    def referrers(self, repository: str, tag: str | None) -> bool:
+        """Whether signatures, SBOMs and attestations come along."""
 
 
 class RulesPlacer:

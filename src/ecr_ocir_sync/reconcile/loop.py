@@ -16,17 +16,18 @@ import logging
 import time
 from collections.abc import Callable
 
-from ecr_ocir_sync.config import ServiceSettings
+from ecr_ocir_sync.cloud.ecr_api import EcrCatalog
 from ecr_ocir_sync.errors import SyncError
 from ecr_ocir_sync.jobs.store import JobStore
-from ecr_ocir_sync.metrics import Metrics
-from ecr_ocir_sync.reconcile import Placer, ReconcilePlan, Reconciler
-from ecr_ocir_sync.registry.ecr_api import EcrCatalog
+from ecr_ocir_sync.observability.metrics import Metrics
+from ecr_ocir_sync.reconcile.planner import ReconcilePlan, Reconciler
 from ecr_ocir_sync.registry.pool import Registries
+from ecr_ocir_sync.rules.placer import Placer
+from ecr_ocir_sync.settings import ServiceSettings
 
 __all__ = ["ReconcileLoop", "apply_plans", "plan_all"]
 
-log = logging.getLogger("ecr_ocir_sync.reconcile")
+log = logging.getLogger("ecr_ocir_sync.reconcile.planner")
 
 
 async def plan_all(

@@ -15,16 +15,16 @@ import random
 import time
 import uuid
 
-from ecr_ocir_sync.config import ServiceSettings
 from ecr_ocir_sync.jobs.model import DestinationRecord, Job, JobState
 from ecr_ocir_sync.jobs.store import JobStore
-from ecr_ocir_sync.logs import log_context
-from ecr_ocir_sync.metrics import Metrics
-from ecr_ocir_sync.runner import Attempt, JobRunner
+from ecr_ocir_sync.observability.logs import log_context
+from ecr_ocir_sync.observability.metrics import Metrics
+from ecr_ocir_sync.service.runner import Attempt, JobRunner
+from ecr_ocir_sync.settings import ServiceSettings
 
 __all__ = ["WorkerPool", "backoff_seconds"]
 
-log = logging.getLogger("ecr_ocir_sync.worker")
+log = logging.getLogger("ecr_ocir_sync.service.workers")
 
 _IDLE_POLL = 1.0  # how often an idle worker looks for jobs whose backoff has ended
 _PROGRESS_EVERY = 2.0  # how often a running job's progress is written to the store

@@ -7,14 +7,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ecr_ocir_sync.cloud.ecr_auth import EcrCredentialProvider
+from ecr_ocir_sync.cloud.ocir_auth import OcirCredentials
 from ecr_ocir_sync.registry.credentials import (
     CredentialChain,
     CredentialProvider,
     DockerAuthFile,
     default_authfile,
 )
-from ecr_ocir_sync.registry.ecr import EcrCredentialProvider
-from ecr_ocir_sync.registry.ocir import OcirCredentials
 
 __all__ = ["CredentialSettings", "OcirLogin", "build_credentials", "ocir_login_from_env"]
 

@@ -8,22 +8,22 @@ import os
 from pathlib import Path
 from typing import IO
 
-from ecr_ocir_sync.config import ServiceSettings
+from ecr_ocir_sync.cloud.credential_chain import CredentialSettings, OcirLogin, build_credentials
+from ecr_ocir_sync.cloud.ocir_repositories import OcirRepositories, OcirRepositorySettings
 from ecr_ocir_sync.errors import ConfigError
 from ecr_ocir_sync.jobs.store import JobStore
-from ecr_ocir_sync.metrics import Metrics
-from ecr_ocir_sync.reconcile_loop import ReconcileLoop
-from ecr_ocir_sync.registry.ocir_repositories import OcirRepositories, OcirRepositorySettings
+from ecr_ocir_sync.observability.metrics import Metrics
+from ecr_ocir_sync.reconcile.loop import ReconcileLoop
 from ecr_ocir_sync.registry.pool import Registries
-from ecr_ocir_sync.registry.providers import CredentialSettings, OcirLogin, build_credentials
 from ecr_ocir_sync.registry.retry import RetryPolicy
 from ecr_ocir_sync.rules import RulesPlacer
-from ecr_ocir_sync.runner import JobRunner
-from ecr_ocir_sync.worker import WorkerPool
+from ecr_ocir_sync.service.runner import JobRunner
+from ecr_ocir_sync.service.workers import WorkerPool
+from ecr_ocir_sync.settings import ServiceSettings
 
 __all__ = ["Service", "build_registries"]
 
-log = logging.getLogger("ecr_ocir_sync.service")
+log = logging.getLogger("ecr_ocir_sync.service.wiring")
 
 
 def _lock(data_dir: Path) -> IO[bytes]:

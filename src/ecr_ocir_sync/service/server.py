@@ -17,14 +17,14 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from ecr_ocir_sync.api import create_app
-from ecr_ocir_sync.config import ServiceSettings
-from ecr_ocir_sync.logs import configure_logging
-from ecr_ocir_sync.service import Service
+from ecr_ocir_sync.observability.logs import configure_logging
+from ecr_ocir_sync.service.app import create_app
+from ecr_ocir_sync.service.wiring import Service
+from ecr_ocir_sync.settings import ServiceSettings
 
 __all__ = ["serve"]
 
-log = logging.getLogger("ecr_ocir_sync.server")
+log = logging.getLogger("ecr_ocir_sync.service.server")
 
 
 class _Server(uvicorn.Server):

@@ -9,15 +9,14 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 from ecr_ocir_sync.errors import ConfigError
+from ecr_ocir_sync.rules.policy import DeletePolicy
 
 __all__ = [
-    "DeletePolicy",
     "Endpoint",
     "ServiceSettings",
     "ocir_endpoints",
@@ -58,11 +57,6 @@ def ocir_endpoints(environ: Mapping[str, str] = os.environ) -> dict[str, Endpoin
         for name, value in environ.items()
         if name.startswith(_OCIR_ENDPOINT_PREFIX) and value
     }
-
-
-class DeletePolicy(StrEnum):
-    MIRROR = "mirror"  # an image deleted in ECR is deleted in every region
-    IGNORE = "ignore"  # deletions are acknowledged and not propagated
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +150,7 @@ class _Reader:
         return ordinal is None or ordinal.group(1) == "0"
 
     def settings(self) -> ServiceSettings:
-        from ecr_ocir_sync.targets import parse_region_keys  # noqa: PLC0415 - leaf import
+        from ecr_ocir_sync.rules.regions import parse_region_keys  # noqa: PLC0415 - leaf import
 
         namespace = self.text("OCI_TENANCY", required=True)
         username = self.text("OCI_USERNAME", required=True)

@@ -17,16 +17,17 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ecr_ocir_sync import __version__
-from ecr_ocir_sync.api_docs import JOB_ANSWERS, SYNC_ANSWERS, SYNC_REQUEST_BODY
 from ecr_ocir_sync.errors import ConfigError
-from ecr_ocir_sync.events import IgnoredEvent, InvalidEventError, SyncRequest, parse_event
 from ecr_ocir_sync.jobs.model import JobState
+from ecr_ocir_sync.jobs.request import SyncRequest
 from ecr_ocir_sync.jobs.store import JobNotFoundError, JobStateError
-from ecr_ocir_sync.service import Service
+from ecr_ocir_sync.service.events import IgnoredEvent, InvalidEventError, parse_event
+from ecr_ocir_sync.service.openapi import JOB_ANSWERS, SYNC_ANSWERS, SYNC_REQUEST_BODY
+from ecr_ocir_sync.service.wiring import Service
 
 __all__ = ["create_app"]
 
-log = logging.getLogger("ecr_ocir_sync.api")
+log = logging.getLogger("ecr_ocir_sync.service.app")
 
 _UNAUTHORIZED = (
     "missing or wrong API key: send the shared secret (SYNC_API_KEY) in the X-API-Key header "

@@ -12,19 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from ecr_ocir_sync.errors import InvalidReferenceError, SyncError
+from ecr_ocir_sync.jobs.request import Action, SyncRequest
 from ecr_ocir_sync.oci.digest import Digest, parse_digest
 from ecr_ocir_sync.oci.reference import check_repository, check_tag
 
-__all__ = ["Action", "IgnoredEvent", "InvalidEventError", "SyncRequest", "parse_event"]
-
-
-class Action(StrEnum):
-    PUSH = "PUSH"
-    DELETE = "DELETE"
+__all__ = ["IgnoredEvent", "InvalidEventError", "parse_event"]
 
 
 class InvalidEventError(SyncError):
@@ -34,25 +29,6 @@ class InvalidEventError(SyncError):
         super().__init__(f"{field}: {rule}")
         self.field = field
         self.status = status
-
-
-@dataclass(frozen=True, slots=True)
-class SyncRequest:
-    """One accepted event: what happened to which image, and when."""
-
-    action: Action
-    account: str
-    region: str
-    repository: str
-    tag: str | None
-    digest: Digest | None
-    event_time: float | None  # seconds since the epoch, when the event says
-    event_id: str | None
-
-    @property
-    def image_key(self) -> str:
-        """Events with the same key concern the same tag (or untagged digest)."""
-        return f"{self.account}/{self.region}/{self.repository}:{self.tag or self.digest}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from ecr_ocir_sync.cloud.ocir_auth import ocir_host
 from ecr_ocir_sync.errors import ConfigError
 from ecr_ocir_sync.oci.reference import ImageReference, check_repository
-from ecr_ocir_sync.registry.ocir import ocir_host
 
 __all__ = ["parse_region_keys", "region_destinations"]
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ecr_ocir_sync.config import ServiceSettings
+from ecr_ocir_sync.cloud.ecr_auth import ecr_host
+from ecr_ocir_sync.cloud.ocir_repositories import OcirRepositories
 from ecr_ocir_sync.engine.copy import CopyOptions
 from ecr_ocir_sync.engine.delete import delete_image
 from ecr_ocir_sync.engine.destination import Destination
@@ -24,13 +25,12 @@ from ecr_ocir_sync.engine.progress import (
 from ecr_ocir_sync.engine.result import CopyResult, DestinationResult
 from ecr_ocir_sync.errors import SyncError
 from ecr_ocir_sync.jobs.model import DestinationRecord, Job
-from ecr_ocir_sync.metrics import Metrics, ProgressMetrics
+from ecr_ocir_sync.observability.metrics import Metrics, ProgressMetrics
 from ecr_ocir_sync.oci.digest import Digest
 from ecr_ocir_sync.oci.reference import ImageReference
-from ecr_ocir_sync.reconcile import Placer
-from ecr_ocir_sync.registry.ecr import ecr_host
-from ecr_ocir_sync.registry.ocir_repositories import OcirRepositories
 from ecr_ocir_sync.registry.pool import Registries
+from ecr_ocir_sync.rules.placer import Placer
+from ecr_ocir_sync.settings import ServiceSettings
 
 __all__ = ["Attempt", "JobRunner"]
 

@@ -14,33 +14,16 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from ecr_ocir_sync.cloud.ecr_api import EcrCatalog, EcrImage
 from ecr_ocir_sync.errors import NotFoundError, SyncError
-from ecr_ocir_sync.events import Action, SyncRequest
+from ecr_ocir_sync.jobs.request import Action, SyncRequest
 from ecr_ocir_sync.oci.digest import Digest
-from ecr_ocir_sync.registry.ecr_api import EcrCatalog, EcrImage
 from ecr_ocir_sync.registry.pool import Registries
+from ecr_ocir_sync.rules.placer import Placer
 
-__all__ = ["Placer", "ReconcilePlan", "Reconciler", "RepositoryPlan", "TagDrift"]
-
-
-class Placer(Protocol):
-    """Where an ECR image goes (rules, or the environment's defaults)."""
-
-    def destinations(self, repository: str, tag: str | None) -> dict[str, tuple[str, str]] | None:
-        """Region key → (registry host, destination repository); None when not synced."""
-
-    def wants_repository(self, repository: str) -> bool:
-        """False when no image of ``repository`` can be synced: its tags are not listed."""
-
-    def select_tags(self, repository: str, images: Sequence[EcrImage]) -> set[str]:
-        """The tags of ``repository`` that are synced (filters, latest N)."""
-
-    def mirrors_deletes(self, repository: str, tag: str | None) -> bool: ...
-
-    def referrers(self, repository: str, tag: str | None) -> bool:
-        """Whether signatures, SBOMs and attestations come along."""
+__all__ = ["ReconcilePlan", "Reconciler", "RepositoryPlan", "TagDrift"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ __all__ = [
     "OcirRepositorySettings",
 ]
 
-log = logging.getLogger("ecr_ocir_sync.registry.ocir_repositories")
+log = logging.getLogger("ecr_ocir_sync.cloud.ocir_repositories")
 
 # ocid1.<type>.<realm>.[region][.future].<unique id>; the root compartment is the tenancy.
 _COMPARTMENT = re.compile(

@@ -1,0 +1,1 @@
+"""The clouds' control planes: ECR tokens and API, OCIR logins and repository creation."""

@@ -1,0 +1,34 @@
+"""What a job is asked to do: one image event, validated, in the store's own terms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ecr_ocir_sync.oci.digest import Digest
+
+__all__ = ["Action", "SyncRequest"]
+
+
+class Action(StrEnum):
+    PUSH = "PUSH"
+    DELETE = "DELETE"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRequest:
+    """One accepted event: what happened to which image, and when."""
+
+    action: Action
+    account: str
+    region: str
+    repository: str
+    tag: str | None
+    digest: Digest | None
+    event_time: float | None  # seconds since the epoch, when the event says
+    event_id: str | None
+
+    @property
+    def image_key(self) -> str:
+        """Events with the same key concern the same tag (or untagged digest)."""
+        return f"{self.account}/{self.region}/{self.repository}:{self.tag or self.digest}"

@@ -1,0 +1,1 @@
+"""Metrics and logs: every Prometheus series and the JSON log format."""

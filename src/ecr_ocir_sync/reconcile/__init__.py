@@ -1,0 +1,1 @@
+"""Reconciliation: compare ECR with every region and enqueue repairs."""

@@ -1,0 +1,1 @@
+"""The running service: web app, intake, wiring, worker pool, job runner."""
