@@ -111,7 +111,8 @@ async def test_second_copy_to_same_repository_reuses_cached_tokens(
     second = await _copy(token_registries, source, "app:2.0", dest_token)
 
     assert second.ok, second.destinations[0].error
-    assert second.destinations[0].blobs_copied == 2  # it really uploaded: new config and layer
+    # It really uploaded: a new config and layer.
+    assert second.destinations[0].counts.blobs_copied == 2
     assert token_server.requests_by_scope() == after_first
 
 

@@ -13,6 +13,7 @@ from ecr_ocir_sync.engine.locations import BlobLocations
 from ecr_ocir_sync.engine.progress import ProgressEvent, Retrying, SourcePlanned
 from ecr_ocir_sync.engine.result import CopyResult
 from ecr_ocir_sync.oci.reference import parse_reference
+from ecr_ocir_sync.outcome import TransferCounts
 from ecr_ocir_sync.registry.credentials import Credentials
 from ecr_ocir_sync.registry.pool import Registries
 from tests.conftest import FAST_RETRY, PASSWORD, USER, make_registries
@@ -91,8 +92,8 @@ async def test_each_blob_is_read_from_the_source_once_for_two_destinations(
     assert result.bytes_read == image.size
     assert [e for e in events if isinstance(e, SourcePlanned)] == [SourcePlanned(3, image.size)]
     for destination in result.destinations:
-        assert destination.bytes_sent == image.size
-        assert destination.blobs_copied == 3
+        assert destination.counts.bytes_sent == image.size
+        assert destination.counts.blobs_copied == 3
 
 
 @pytest.mark.parametrize("oci", [False, True], ids=["docker-manifest-list", "oci-index"])
@@ -137,11 +138,7 @@ async def test_a_rerun_sends_no_blob_and_reports_the_destination_up_to_date(
     assert again.ok, again
     assert again.bytes_read == 0
     (destination,) = again.destinations
-    assert (destination.bytes_sent, destination.blobs_copied, destination.manifests_pushed) == (
-        0,
-        0,
-        0,
-    )
+    assert destination.counts == TransferCounts()  # nothing sent, nothing pushed
     assert destination.detail == f"already at {image.digest}"
 
 
@@ -158,9 +155,9 @@ async def test_blobs_a_destination_already_holds_are_skipped(
 
     assert result.ok, result
     (destination,) = result.destinations
-    assert destination.blobs_skipped == 1  # the shared base layer
-    assert destination.blobs_copied == 2  # new config and new layer
-    assert destination.bytes_sent == second.size - len(base)
+    assert destination.counts.blobs_skipped == 1  # the shared base layer
+    assert destination.counts.blobs_copied == 2  # new config and new layer
+    assert destination.counts.bytes_sent == second.size - len(base)
 
 
 async def test_an_unreachable_destination_fails_alone_while_the_other_succeeds(
@@ -315,5 +312,5 @@ async def test_a_second_repository_at_the_same_registry_gets_the_blob_by_mount(
     assert result.ok, result
     assert result.bytes_read == image.size  # read once; the second repository mounted it
     one, two = result.destinations
-    assert (one.blobs_copied, two.blobs_mounted) == (2, 2)
+    assert (one.counts.blobs_copied, two.counts.blobs_mounted) == (2, 2)
     assert skopeo.manifest_digest(f"{dest_open.host}/two/app:1") == image.digest

@@ -160,7 +160,7 @@ async def test_cosign_signature_attestation_and_sbom_land_with_their_digests_in_
     assert sorted(r.reference for r in result.found) == sorted(artifacts)
     for outcome in result.destinations:
         assert sorted(outcome.copied) == sorted(artifacts)
-        assert outcome.manifests_pushed == 3
+        assert outcome.counts.manifests_pushed == 3
     for server in (dest_open, dest_basic):
         login = creds(server, dest_basic)
         for tag, artifact in artifacts.items():
@@ -367,7 +367,7 @@ async def test_referrers_the_api_lists_are_copied_by_digest_and_indexed_in_the_f
     third = await copy_referrers(src, source_ref(source), digest, dests, copy=COPY)
     assert third.ok, third
     assert [o.fallback_tags for o in third.destinations] == [[], []]
-    assert [o.manifests_pushed for o in third.destinations] == [0, 0]
+    assert [o.counts.manifests_pushed for o in third.destinations] == [0, 0]
 
     for server in (dest_open, dest_basic):
         login = creds(server, dest_basic)

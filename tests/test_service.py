@@ -117,6 +117,20 @@ def test_a_push_event_lands_the_image_in_every_region(regions, service):
         assert record["blobs_copied"] == 3
 
 
+def test_two_regions_served_by_one_registry_each_get_their_own_record(regions, start_service):
+    # Destinations are told apart by region key, not by the reference they display.
+    service = start_service(service_env(regions.ecr.host, regions.mel.host, regions.mel.host))
+    digest = regions.push("team/twin", "1.0", build_image([layer_bytes(10_000, 204)]))
+
+    job = service.wait_for_job(accepted(service.post(ecr_event("team/twin", "1.0", digest=digest))))
+
+    assert {key: record["status"] for key, record in job["destinations"].items()} == {
+        "mel": "succeeded",
+        "syd": "succeeded",
+    }
+    assert skopeo.manifest_digest(f"{regions.mel.host}/ns/team/twin:1.0") == digest
+
+
 def test_the_original_short_payload_still_syncs(regions, service):
     digest = regions.push("legacy", "v2", build_image([layer_bytes(10_000, 202)]))
     payload = {

@@ -27,9 +27,9 @@ def print_summary(result: CopyResult, out: TextIO, *, action: str = "copy") -> N
             print(f"ok      {dest.destination}: {dest.detail}", file=out)
         else:
             print(
-                f"ok      {dest.destination}  {human_size(dest.bytes_sent)} sent, blobs "
-                f"{dest.blobs_copied} copied / {dest.blobs_skipped} skipped / "
-                f"{dest.blobs_mounted} mounted, {dest.seconds:.1f}s"
+                f"ok      {dest.destination}  {human_size(dest.counts.bytes_sent)} sent, blobs "
+                f"{dest.counts.blobs_copied} copied / {dest.counts.blobs_skipped} skipped / "
+                f"{dest.counts.blobs_mounted} mounted, {dest.seconds:.1f}s"
                 + (f" ({dest.detail})" if dest.detail else ""),
                 file=out,
             )

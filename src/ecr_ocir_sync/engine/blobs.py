@@ -71,7 +71,7 @@ class BlobCopier:
     async def _follow(self, blob: Descriptor, sink: BlobSink, moving: InFlight) -> SyncError | None:
         if await asyncio.shield(moving.done):
             if moving.repository == sink.repository:
-                self.progress(BlobDone(sink.name, blob.digest, blob.size, BlobOutcome.SKIPPED))
+                self.progress(BlobDone(sink.key, blob.digest, blob.size, BlobOutcome.SKIPPED))
                 return None
             if await self._mount(blob, sink, moving.repository):
                 return None
@@ -96,7 +96,7 @@ class BlobCopier:
                 blob,
                 pending,
                 on_read=lambda count: self.progress(BytesRead(count)),
-                on_sent=lambda sink, count: self.progress(BytesWritten(sink.name, count)),
+                on_sent=lambda sink, count: self.progress(BytesWritten(sink.key, count)),
                 depth=self.depth,
             )
             retry: list[tuple[BlobSink, SyncError]] = []
@@ -104,7 +104,7 @@ class BlobCopier:
                 if error is None:
                     results[sink] = None
                     self.locations.remember(sink.client.host, blob.digest, sink.repository)
-                    self.progress(BlobDone(sink.name, blob.digest, blob.size, BlobOutcome.COPIED))
+                    self.progress(BlobDone(sink.key, blob.digest, blob.size, BlobOutcome.COPIED))
                 elif error.retryable and attempt < self.retry.attempts:
                     retry.append((sink, error))
                 else:
@@ -112,7 +112,7 @@ class BlobCopier:
             if retry:
                 delay = max(self.retry.delay(attempt, error) for _, error in retry)
                 for sink, error in retry:
-                    self.progress(Retrying(sink.name, blob.digest, str(error), delay))
+                    self.progress(Retrying(sink.key, blob.digest, str(error), delay))
                 await self.retry.sleep(delay)
             pending = [sink for sink, _ in retry]
             attempt += 1
@@ -134,5 +134,5 @@ class BlobCopier:
         except SyncError:
             return False  # a refused mount is no failure: the blob is streamed instead
         if mounted:
-            self.progress(BlobDone(sink.name, blob.digest, blob.size, BlobOutcome.MOUNTED))
+            self.progress(BlobDone(sink.key, blob.digest, blob.size, BlobOutcome.MOUNTED))
         return mounted

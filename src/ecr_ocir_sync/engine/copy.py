@@ -77,8 +77,8 @@ class _Copy:
         self.reference = reference
         self.options = options
         self.listener = progress
-        self.states = [DestinationState(d, DestinationResult(d.name)) for d in destinations]
-        self._by_name = {state.destination.name: state.result for state in self.states}
+        self.states = [DestinationState(d, DestinationResult(d.key)) for d in destinations]
+        self._by_key = {state.destination.key: state.result for state in self.states}
         self.result = CopyResult(
             source=str(reference), destinations=[s.result for s in self.states]
         )
@@ -97,15 +97,11 @@ class _Copy:
         if isinstance(event, BytesRead):
             self.result.bytes_read += event.count
         elif isinstance(event, BytesWritten):
-            self._by_name[event.destination].bytes_sent += event.count
+            result = self._by_key[event.destination]
+            result.counts = result.counts.sent(event.count)
         elif isinstance(event, BlobDone):
-            counters = self._by_name[event.destination]
-            if event.outcome is BlobOutcome.COPIED:
-                counters.blobs_copied += 1
-            elif event.outcome is BlobOutcome.MOUNTED:
-                counters.blobs_mounted += 1
-            else:
-                counters.blobs_skipped += 1
+            result = self._by_key[event.destination]
+            result.counts = result.counts.blob(event.outcome)
         self.listener(event)
 
     def active(self) -> list[DestinationState]:
@@ -156,7 +152,7 @@ class _Copy:
             if current == root.digest:
                 state.up_to_date = True
                 state.result.detail = f"already at {root.digest}"
-                self.progress(DestinationPlanned(state.destination.name, 0, 0, up_to_date=True))
+                self.progress(DestinationPlanned(state.destination.key, 0, 0, up_to_date=True))
         if not self.active():
             return self.result
         try:
@@ -188,7 +184,7 @@ class _Copy:
         present = await asyncio.gather(*(has_blob(blob) for blob in image.blobs))
         for blob, there in zip(image.blobs, present, strict=True):
             if there:
-                self.progress(BlobDone(dest.name, blob.digest, blob.size, BlobOutcome.SKIPPED))
+                self.progress(BlobDone(dest.key, blob.digest, blob.size, BlobOutcome.SKIPPED))
             else:
                 state.missing_blobs.add(blob.digest)
         children_present = await asyncio.gather(*(has_manifest(m) for m in image.children))
@@ -196,9 +192,7 @@ class _Copy:
             m.digest for m, there in zip(image.children, children_present, strict=True) if not there
         }
         needed = [blob for blob in image.blobs if blob.digest in state.missing_blobs]
-        self.progress(
-            DestinationPlanned(dest.name, len(needed), sum(b.size for b in needed), False)
-        )
+        self.progress(DestinationPlanned(dest.key, len(needed), sum(b.size for b in needed), False))
 
     async def _copy_blobs(self, image: SourceImage) -> None:
         slots = asyncio.Semaphore(self.options.blob_concurrency)
@@ -222,10 +216,10 @@ class _Copy:
         for child in image.children:
             if child.digest in state.missing_manifests:
                 await dest.client.put_manifest(repository, child.digest, child)
-                state.result.manifests_pushed += 1
+                state.result.counts = state.result.counts.pushed()
         target = _target_reference(dest, self.reference)
         await dest.client.put_manifest(repository, target, image.root)
-        state.result.manifests_pushed += 1
+        state.result.counts = state.result.counts.pushed()
 
 
 async def copy_image(

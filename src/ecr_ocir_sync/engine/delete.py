@@ -15,7 +15,7 @@ __all__ = ["delete_image"]
 
 async def _delete_one(destination: Destination) -> DestinationResult:
     started = time.monotonic()
-    result = DestinationResult(destination.name)
+    result = DestinationResult(destination.key)
     reference = destination.reference
     try:
         current = await destination.client.manifest_digest(
@@ -29,7 +29,6 @@ async def _delete_one(destination: Destination) -> DestinationResult:
         else:
             await destination.client.delete_manifest(reference.repository, current)
             result.detail = f"deleted {current}"
-            result.manifests_pushed = 0
     except SyncError as error:
         result.fail(error, retryable=error.retryable)
     result.seconds = time.monotonic() - started

@@ -16,14 +16,29 @@ __all__ = ["Destination", "DestinationState"]
 
 @dataclass(frozen=True, slots=True)
 class Destination:
-    """Push to ``reference`` (its tag; the source's tag when it has none) via ``client``."""
+    """Push to ``reference`` (its tag; the source's tag when it has none) via ``client``.
+
+    ``key`` is who the caller means by it (the service: a region key); results and
+    progress events carry it, so callers never map display names back.  It is the
+    reference itself when not given.
+    """
 
     client: RegistryClient
     reference: ImageReference
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", str(self.reference))
 
     @property
     def name(self) -> str:
+        """For messages: the reference."""
         return str(self.reference)
+
+    def to(self, reference: ImageReference) -> Destination:
+        """The same destination (client and key), writing ``reference``."""
+        return Destination(self.client, reference, self.key)
 
 
 @dataclass(slots=True)
@@ -43,7 +58,7 @@ class DestinationState:
     @property
     def sink(self) -> BlobSink:
         dest = self.destination
-        return BlobSink(dest.client, dest.reference.repository, dest.name)
+        return BlobSink(dest.client, dest.reference.repository, dest.name, dest.key)
 
     def fail(self, error: SyncError) -> None:
         self.result.fail(error, retryable=error.retryable)

@@ -35,8 +35,8 @@ async def mirror_image(
     """Copy the image; then, if ``referrers``, its referrers where the image landed.
 
     A referrer that fails marks its destination failed (with the reason), so a
-    job retries that destination.  Referrer copies report no progress events:
-    their names are not the destinations' and the counters reach the result.
+    job retries that destination.  Referrer copies report no progress events
+    (a display plans one image); their counters reach the result.
     """
     options = options or CopyOptions()
     locations = locations or BlobLocations()

@@ -1,15 +1,16 @@
 """Progress events the engine emits; metrics and displays subscribe to them.
 
 The engine never formats or aggregates: it reports what happened, as it happens.
+An event's ``destination`` is the caller's key for it (``Destination.key``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Protocol
 
 from ecr_ocir_sync.oci.digest import Digest
+from ecr_ocir_sync.outcome import BlobOutcome
 
 __all__ = [
     "BlobDone",
@@ -23,12 +24,6 @@ __all__ = [
     "SourcePlanned",
     "ignore_progress",
 ]
-
-
-class BlobOutcome(StrEnum):
-    COPIED = "copied"
-    SKIPPED = "skipped"
-    MOUNTED = "mounted"
 
 
 @dataclass(frozen=True, slots=True)

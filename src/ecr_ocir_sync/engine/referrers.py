@@ -49,12 +49,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ecr_ocir_sync.engine.destination import Destination
-from ecr_ocir_sync.engine.result import CopyResult, DestinationResult
+from ecr_ocir_sync.engine.result import CopyResult, DestinationResult, flat_counts
 from ecr_ocir_sync.errors import NotFoundError, ProtocolError, SyncError
 from ecr_ocir_sync.oci.digest import Digest
 from ecr_ocir_sync.oci.manifest import Descriptor, ImageIndex, parse_manifest
 from ecr_ocir_sync.oci.mediatypes import OCI_INDEX
 from ecr_ocir_sync.oci.reference import ImageReference
+from ecr_ocir_sync.outcome import TransferCounts
 from ecr_ocir_sync.registry.client import RegistryClient
 
 __all__ = [
@@ -107,17 +108,13 @@ class Referrer:
 class DestinationReferrers:
     """One destination's outcome: what is there now, what failed and why."""
 
-    destination: str
+    destination: str  # the destination's key
     copied: list[str] = field(default_factory=list)  # tags and digests present now
     fallback_tags: list[str] = field(default_factory=list)  # fallback indexes written
     errors: list[str] = field(default_factory=list)
     retryable: bool = True  # with errors: whether every one of them was transient
     retry_after: float | None = None
-    bytes_sent: int = 0
-    blobs_copied: int = 0
-    blobs_skipped: int = 0
-    blobs_mounted: int = 0
-    manifests_pushed: int = 0
+    counts: TransferCounts = field(default_factory=TransferCounts)
 
     @property
     def ok(self) -> bool:
@@ -134,11 +131,7 @@ class DestinationReferrers:
 
     def add(self, reference: str, copied: DestinationResult) -> None:
         """Take one referrer's copy result for this destination."""
-        self.bytes_sent += copied.bytes_sent
-        self.blobs_copied += copied.blobs_copied
-        self.blobs_skipped += copied.blobs_skipped
-        self.blobs_mounted += copied.blobs_mounted
-        self.manifests_pushed += copied.manifests_pushed
+        self.counts += copied.counts
         if copied.ok:
             self.copied.append(reference)
         else:
@@ -165,18 +158,14 @@ class ReferrersResult:
         return self.error is None and all(d.ok for d in self.destinations)
 
     def record(self, results: Iterable[DestinationResult]) -> None:
-        """Add the counters to the image's results (matched by destination name) and fail
+        """Add the counters to the image's results (matched by destination key) and fail
         each destination whose referrers failed, so the job retries it and says why."""
-        by_name = {outcome.destination: outcome for outcome in self.destinations}
+        by_key = {outcome.destination: outcome for outcome in self.destinations}
         for result in results:
-            outcome = by_name.get(result.destination)
+            outcome = by_key.get(result.destination)
             if outcome is None:
                 continue
-            result.bytes_sent += outcome.bytes_sent
-            result.blobs_copied += outcome.blobs_copied
-            result.blobs_skipped += outcome.blobs_skipped
-            result.blobs_mounted += outcome.blobs_mounted
-            result.manifests_pushed += outcome.manifests_pushed
+            result.counts += outcome.counts
             if outcome.errors:
                 error = SyncError(
                     f"referrers of {self.subject}: " + "; ".join(outcome.errors),
@@ -186,6 +175,7 @@ class ReferrersResult:
 
     def to_json(self) -> dict[str, Any]:
         document = asdict(self)
+        document["destinations"] = [flat_counts(d) for d in document["destinations"]]
         document["found"] = [referrer.reference for referrer in self.found]
         document["ok"] = self.ok
         return document
@@ -343,8 +333,7 @@ class _Copier:
             source_ref = self.reference.with_tag(None).with_digest(referrer.descriptor.digest)
         # The destination's reference carries the tag to write (none: by digest).
         targets = [
-            Destination(d.client, d.reference.with_tag(referrer.tag).with_digest(None))
-            for d in self.destinations
+            d.to(d.reference.with_tag(referrer.tag).with_digest(None)) for d in self.destinations
         ]
         async with self._slots:
             try:
@@ -382,7 +371,7 @@ class _Copier:
             try:
                 if await _update_fallback(destination, referred, descriptors):
                     outcome.fallback_tags.append(fallback_tag(referred))
-                    outcome.manifests_pushed += 1
+                    outcome.counts = outcome.counts.pushed()
             except SyncError as error:
                 outcome.fail_with(fallback_tag(referred), error)
 
@@ -405,7 +394,7 @@ async def copy_referrers(
     referrers (one level).  Never raises SyncError: see the result, per destination.
     """
     result = ReferrersResult(
-        subject, destinations=[DestinationReferrers(d.name) for d in destinations]
+        subject, destinations=[DestinationReferrers(d.key) for d in destinations]
     )
     discovery = _Discovery(source, reference.repository, subject, children, suffixes)
     try:

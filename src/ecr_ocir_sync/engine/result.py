@@ -3,30 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from typing import Any
 
-__all__ = ["CopyResult", "DestinationResult", "DestinationStatus"]
+from ecr_ocir_sync.outcome import DestinationStatus, TransferCounts
 
-
-class DestinationStatus(StrEnum):
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
+__all__ = ["CopyResult", "DestinationResult", "DestinationStatus", "flat_counts"]
 
 
 @dataclass(slots=True)
 class DestinationResult:
-    """One destination's outcome; ``error`` says why when it failed."""
+    """One destination's outcome; ``error`` says why when it failed.
+
+    ``destination`` is the caller's key for it (see Destination.key).
+    """
 
     destination: str
     status: DestinationStatus = DestinationStatus.SUCCEEDED
     error: str | None = None
     retryable: bool = False
-    bytes_sent: int = 0
-    blobs_copied: int = 0
-    blobs_skipped: int = 0
-    blobs_mounted: int = 0
-    manifests_pushed: int = 0
+    counts: TransferCounts = field(default_factory=TransferCounts)
     seconds: float = 0.0
     detail: str | None = None
     retry_after: float | None = None  # what a 429 / 503 asked for, if anything
@@ -60,5 +55,11 @@ class CopyResult:
 
     def to_json(self) -> dict[str, Any]:
         document = asdict(self)
+        document["destinations"] = [flat_counts(d) for d in document["destinations"]]
         document["ok"] = self.ok
         return document
+
+
+def flat_counts(document: dict[str, Any]) -> dict[str, Any]:
+    """A destination's JSON with its counts beside its other fields, as jobs show them."""
+    return {**{k: v for k, v in document.items() if k != "counts"}, **document["counts"]}

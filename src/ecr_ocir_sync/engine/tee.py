@@ -28,11 +28,13 @@ _END = object()
 
 @dataclass(frozen=True, slots=True)
 class BlobSink:
-    """Where a blob goes: a registry client, a repository, and a name for reports."""
+    """Where a blob goes: a registry client, a repository, a name for messages and the
+    destination's key for progress events."""
 
     client: RegistryClient
     repository: str
     name: str
+    key: str
 
 
 class _Channel:

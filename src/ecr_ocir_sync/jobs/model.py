@@ -7,7 +7,10 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["DestinationRecord", "Job", "JobState", "SubmitResult"]
+from ecr_ocir_sync.jobs.request import Action
+from ecr_ocir_sync.outcome import DestinationStatus, TransferCounts
+
+__all__ = ["PRIVATE_FIELDS", "DestinationRecord", "Job", "JobState", "SubmitResult"]
 
 
 class JobState(StrEnum):
@@ -23,16 +26,16 @@ class JobState(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class DestinationRecord:
-    """One destination region's progress and outcome within a job."""
+class DestinationRecord(TransferCounts):
+    """One destination region's progress and outcome within a job.
 
-    status: str = "pending"  # pending | running | succeeded | failed
+    It is its counts (rather than having them) so that stored and shown, it is
+    one flat object whose schema the API documents from this very class.
+    """
+
+    status: DestinationStatus = DestinationStatus.PENDING
     error: str | None = None
     retryable: bool = False
-    bytes_sent: int = 0
-    blobs_copied: int = 0
-    blobs_skipped: int = 0
-    blobs_mounted: int = 0
     seconds: float = 0.0
     detail: str | None = None
 
@@ -46,7 +49,7 @@ class Job:
 
     id: str
     seq: int
-    action: str
+    action: Action
     account: str
     region: str
     repository: str
@@ -68,11 +71,15 @@ class Job:
     destinations: dict[str, DestinationRecord] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        """The job as the API and ``jobs show`` present it: all but PRIVATE_FIELDS."""
         document = asdict(self)
-        document.pop("seq")
-        document.pop("lease_owner")
-        document["state"] = self.state.value
+        for name in PRIVATE_FIELDS:
+            document.pop(name)
         return document
+
+
+#: Store-internal fields of a Job that its JSON leaves out.
+PRIVATE_FIELDS = ("seq", "lease_owner")
 
 
 def destinations_to_text(destinations: dict[str, DestinationRecord]) -> str:
@@ -80,7 +87,10 @@ def destinations_to_text(destinations: dict[str, DestinationRecord]) -> str:
 
 
 def destinations_from_text(text: str) -> dict[str, DestinationRecord]:
-    return {key: DestinationRecord(**value) for key, value in json.loads(text or "{}").items()}
+    return {
+        key: DestinationRecord(**{**value, "status": DestinationStatus(value["status"])})
+        for key, value in json.loads(text or "{}").items()
+    }
 
 
 @dataclass(frozen=True, slots=True)

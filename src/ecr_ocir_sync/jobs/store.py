@@ -30,7 +30,7 @@ from ecr_ocir_sync.jobs.model import (
     destinations_from_text,
     destinations_to_text,
 )
-from ecr_ocir_sync.jobs.request import SyncRequest
+from ecr_ocir_sync.jobs.request import Action, SyncRequest
 
 __all__ = ["JobNotFoundError", "JobStateError", "JobStore"]
 
@@ -92,6 +92,7 @@ class JobStateError(ValueError):
 def _job(row: sqlite3.Row) -> Job:
     values = dict(row)
     values["state"] = JobState(values["state"])
+    values["action"] = Action(values["action"])
     values["destinations"] = destinations_from_text(values["destinations"])
     return Job(**values)
 
@@ -405,7 +406,15 @@ def _submit(connection: sqlite3.Connection, request: SyncRequest, now: float) ->
     if is_newest:
         _mark_newest(connection, key, event_time, seq)
         # Built from what was just written: re-reading the row would only cost time.
-        job = Job(**{**values, "seq": seq, "attempts": 0, "state": JobState.PENDING})
+        job = Job(
+            **{
+                **values,
+                "seq": seq,
+                "attempts": 0,
+                "action": request.action,
+                "state": JobState.PENDING,
+            }
+        )
         return SubmitResult(job, coalesced=False)
     _supersede(connection, seq, now)
     return SubmitResult(_fetch(connection, values["id"]), coalesced=False)

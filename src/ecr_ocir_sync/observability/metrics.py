@@ -6,8 +6,6 @@ region key) — never a repository, tag or digest.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -122,19 +120,18 @@ class Metrics:
 
 
 class ProgressMetrics:
-    """An engine progress listener feeding the counters; maps reference names to region keys."""
+    """An engine progress listener feeding the counters; destinations keyed by region key."""
 
-    def __init__(self, metrics: Metrics, region_of: Mapping[str, str]) -> None:
+    def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
-        self._region_of = region_of
 
     def __call__(self, event: ProgressEvent) -> None:
         m = self._metrics
         if isinstance(event, BytesRead):
             m.source_bytes.inc(event.count)
         elif isinstance(event, BytesWritten):
-            m.destination_bytes.labels(self._region_of[event.destination]).inc(event.count)
+            m.destination_bytes.labels(event.destination).inc(event.count)
         elif isinstance(event, BlobDone):
-            m.blobs.labels(self._region_of[event.destination], event.outcome.value).inc()
+            m.blobs.labels(event.destination, event.outcome.value).inc()
         elif isinstance(event, Retrying):
-            m.blob_retries.labels(self._region_of[event.destination]).inc()
+            m.blob_retries.labels(event.destination).inc()

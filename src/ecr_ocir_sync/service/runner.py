@@ -16,18 +16,15 @@ from ecr_ocir_sync.engine.delete import delete_image
 from ecr_ocir_sync.engine.destination import Destination
 from ecr_ocir_sync.engine.locations import BlobLocations
 from ecr_ocir_sync.engine.mirror import mirror_image
-from ecr_ocir_sync.engine.progress import (
-    BlobDone,
-    BlobOutcome,
-    BytesWritten,
-    ProgressEvent,
-)
+from ecr_ocir_sync.engine.progress import BlobDone, BytesWritten, ProgressEvent
 from ecr_ocir_sync.engine.result import CopyResult, DestinationResult
 from ecr_ocir_sync.errors import SyncError
 from ecr_ocir_sync.jobs.model import DestinationRecord, Job
+from ecr_ocir_sync.jobs.request import Action
 from ecr_ocir_sync.observability.metrics import Metrics, ProgressMetrics
 from ecr_ocir_sync.oci.digest import Digest
 from ecr_ocir_sync.oci.reference import ImageReference
+from ecr_ocir_sync.outcome import DestinationStatus
 from ecr_ocir_sync.registry.pool import Registries
 from ecr_ocir_sync.rules.placer import Placer
 from ecr_ocir_sync.settings import ServiceSettings
@@ -45,11 +42,11 @@ class Attempt:
 
     @property
     def succeeded(self) -> bool:
-        return all(record.status == "succeeded" for record in self.destinations.values())
+        return all(r.status is DestinationStatus.SUCCEEDED for r in self.destinations.values())
 
     @property
     def retryable(self) -> bool:
-        failed = [r for r in self.destinations.values() if r.status == "failed"]
+        failed = [r for r in self.destinations.values() if r.status is DestinationStatus.FAILED]
         return bool(failed) and all(record.retryable for record in failed)
 
     @property
@@ -91,7 +88,7 @@ class JobRunner:
         found: dict[str, Destination] = {}
         for key, (host, repository) in placed.items():
             reference = ImageReference(host, repository, job.tag, digest)
-            found[key] = Destination(self._registries.client(host), reference)
+            found[key] = Destination(self._registries.client(host), reference, key)
         return found
 
     async def _overtaken(self, job: Job) -> str | None:
@@ -110,12 +107,12 @@ class JobRunner:
             current = await client.manifest_digest(job.repository, job.tag)
         except SyncError:
             return None  # ECR unreachable: the attempt itself will say so
-        if job.action == "PUSH" and job.digest is not None:
+        if job.action is Action.PUSH and job.digest is not None:
             if current is None:
                 return f"tag {job.tag} no longer exists in ECR"
             if current != job.digest:
                 return f"ECR's tag {job.tag} now points at {current}, a newer push"
-        if job.action == "DELETE" and current is not None:
+        if job.action is Action.DELETE and current is not None:
             return f"tag {job.tag} exists again in ECR (at {current}); not deleted"
         return None
 
@@ -126,25 +123,29 @@ class JobRunner:
         if not placed:
             return Attempt({}, superseded="no sync rule places this image any more")
         records = {key: job.destinations.get(key, DestinationRecord()) for key in placed}
-        todo = {key: placed[key] for key, record in records.items() if record.status != "succeeded"}
-        if job.action == "DELETE" and not self._placer.mirrors_deletes(job.repository, job.tag):
+        todo = {
+            key: placed[key]
+            for key, record in records.items()
+            if record.status is not DestinationStatus.SUCCEEDED
+        }
+        deleting = job.action is Action.DELETE
+        if deleting and not self._placer.mirrors_deletes(job.repository, job.tag):
             for key in todo:
                 records[key] = DestinationRecord(
-                    status="succeeded", detail="delete policy is ignore"
+                    status=DestinationStatus.SUCCEEDED, detail="delete policy is ignore"
                 )
             return Attempt(records)
         overtaken = await self._overtaken(job)
         if overtaken is not None:
             return Attempt(records, superseded=overtaken)
         for key in todo:
-            records[key] = records[key].with_progress(status="running", error=None)
-        targets = self._destinations(job, todo, pin_digest=job.action == "DELETE")
-        region_of = {target.name: key for key, target in targets.items()}
-        if job.action == "DELETE":
+            records[key] = records[key].with_progress(status=DestinationStatus.RUNNING, error=None)
+        targets = self._destinations(job, todo, pin_digest=deleting)
+        if deleting:
             result = await delete_image(str(self.source_reference(job)), list(targets.values()))
         else:
-            result = await self._push(job, records, targets, region_of, on_progress)
-        return self._merge(records, result, region_of)
+            result = await self._push(job, records, targets, on_progress)
+        return self._merge(records, result)
 
     async def _prepare(self, targets: dict[str, Destination]) -> dict[str, SyncError]:
         """Create missing OCIR repositories where a compartment is configured."""
@@ -166,16 +167,13 @@ class JobRunner:
         job: Job,
         records: dict[str, DestinationRecord],
         targets: dict[str, Destination],
-        region_of: dict[str, str],
         on_progress: Callable[[dict[str, DestinationRecord]], None],
     ) -> CopyResult:
         """The image to every region that is ready for it, then its referrers."""
         source = self.source_reference(job)
         not_ready = await self._prepare(targets)
         ready = [target for key, target in targets.items() if key not in not_ready]
-        live = _LiveRecords(
-            records, region_of, on_progress, ProgressMetrics(self._metrics, region_of)
-        )
+        live = _LiveRecords(records, on_progress, ProgressMetrics(self._metrics))
         result = await mirror_image(
             self._registries.client(source.registry),
             source,
@@ -186,17 +184,15 @@ class JobRunner:
             locations=self._locations,
         )
         for key, error in not_ready.items():
-            failed = DestinationResult(targets[key].name)
+            failed = DestinationResult(key)
             failed.fail(error, retryable=error.retryable)
             result.destinations.append(failed)
         return result
 
-    def _merge(
-        self, records: dict[str, DestinationRecord], result: CopyResult, region_of: dict[str, str]
-    ) -> Attempt:
+    def _merge(self, records: dict[str, DestinationRecord], result: CopyResult) -> Attempt:
         attempt = Attempt(dict(records))
         for outcome in result.destinations:
-            key = region_of[outcome.destination]
+            key = outcome.destination  # the region key the destination was built with
             attempt.destinations[key] = _record(outcome)
             if outcome.retry_after is not None:
                 attempt.retry_after = max(attempt.retry_after or 0.0, outcome.retry_after)
@@ -208,16 +204,12 @@ class JobRunner:
 
 def _record(outcome: DestinationResult) -> DestinationRecord:
     return DestinationRecord(
-        status=outcome.status.value,
+        status=outcome.status,
         error=outcome.error,
         retryable=outcome.retryable,
-        bytes_sent=outcome.bytes_sent,
-        blobs_copied=outcome.blobs_copied,
-        blobs_skipped=outcome.blobs_skipped,
-        blobs_mounted=outcome.blobs_mounted,
         seconds=round(outcome.seconds, 3),
         detail=outcome.detail,
-    )
+    ).with_counts(outcome.counts)
 
 
 class _LiveRecords:
@@ -226,30 +218,21 @@ class _LiveRecords:
     def __init__(
         self,
         records: dict[str, DestinationRecord],
-        region_of: dict[str, str],
         on_progress: Callable[[dict[str, DestinationRecord]], None],
         metrics: ProgressMetrics,
     ) -> None:
         self._records = records
-        self._region_of = region_of
         self._on_progress = on_progress
         self._metrics = metrics
 
     def __call__(self, event: ProgressEvent) -> None:
         self._metrics(event)
+        # Events carry the destination's key: the region key the runner gave it.
+        records = self._records
         if isinstance(event, BytesWritten):
-            key = self._region_of[event.destination]
-            record = self._records[key]
-            self._records[key] = record.with_progress(bytes_sent=record.bytes_sent + event.count)
+            records[event.destination] = records[event.destination].sent(event.count)
         elif isinstance(event, BlobDone):
-            key = self._region_of[event.destination]
-            record = self._records[key]
-            field = {
-                BlobOutcome.COPIED: "blobs_copied",
-                BlobOutcome.SKIPPED: "blobs_skipped",
-                BlobOutcome.MOUNTED: "blobs_mounted",
-            }[event.outcome]
-            self._records[key] = record.with_progress(**{field: getattr(record, field) + 1})
+            records[event.destination] = records[event.destination].blob(event.outcome)
         else:
             return
         self._on_progress(self._records)
