@@ -1,4 +1,9 @@
-"""Retries with exponential backoff and full jitter, honouring Retry-After."""
+"""Retries with exponential backoff and equal jitter, honouring Retry-After.
+
+:func:`backoff_delay` is the one backoff formula of the project: registry
+requests, blob transfers (engine) and job attempts (service workers) all wait
+what it says.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,21 @@ from typing import TypeVar
 
 from ecr_ocir_sync.errors import SyncError
 
-__all__ = ["RetryPolicy", "with_retries"]
+__all__ = ["RetryPolicy", "backoff_delay", "with_retries"]
 
 T = TypeVar("T")
+
+
+def backoff_delay(attempt: int, base: float, ceiling: float) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (counting from 1).
+
+    Exponential (``base``, doubling, at most ``ceiling``) with *equal* jitter: a
+    uniform draw from the upper half, ``[d/2, d]``.  Not full jitter (``[0, d]``):
+    the spread still de-synchronises retrying clients, while the floor keeps a retry
+    from hitting a registry that has just failed at once, or re-leasing a job at once.
+    """
+    exponential = min(ceiling, base * 2 ** max(0, attempt - 1))
+    return random.uniform(exponential / 2, exponential)  # noqa: S311 - jitter, not cryptography
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +46,7 @@ class RetryPolicy:
         """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
         if error.retry_after is not None:
             return min(error.retry_after, self.max_delay)
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
+        return backoff_delay(attempt, self.base_delay, self.max_delay)
 
 
 async def with_retries(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 import uuid
 
@@ -19,23 +18,18 @@ from ecr_ocir_sync.jobs.model import DestinationRecord, Job, JobState
 from ecr_ocir_sync.jobs.store import JobStore
 from ecr_ocir_sync.observability.logs import log_context
 from ecr_ocir_sync.observability.metrics import Metrics
+from ecr_ocir_sync.outcome import DestinationStatus
+from ecr_ocir_sync.registry.retry import backoff_delay
 from ecr_ocir_sync.service.runner import Attempt, JobRunner
 from ecr_ocir_sync.settings import ServiceSettings
 
-__all__ = ["WorkerPool", "backoff_seconds"]
+__all__ = ["WorkerPool"]
 
 log = logging.getLogger("ecr_ocir_sync.service.workers")
 
 _IDLE_POLL = 1.0  # how often an idle worker looks for jobs whose backoff has ended
 _PROGRESS_EVERY = 2.0  # how often a running job's progress is written to the store
 _PRUNE_EVERY = 3600.0
-
-
-def backoff_seconds(attempts: int, base: float, ceiling: float, retry_after: float | None) -> float:
-    """Exponential backoff with jitter, never shorter than ``retry_after``."""
-    delay: float = min(ceiling, base * 2 ** max(0, attempts - 1))
-    delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not cryptography
-    return max(delay, retry_after or 0.0)
 
 
 class WorkerPool:
@@ -139,21 +133,21 @@ class WorkerPool:
     async def _conclude(self, job: Job, attempt: Attempt, crash: str | None = None) -> None:
         settings = self._settings
         error = crash or attempt.error
+        retry_at: float | None = None
         if crash is None and attempt.superseded is not None:
-            state, retry_at, outcome = JobState.SUPERSEDED, None, "superseded"
+            state = JobState.SUPERSEDED
             error = attempt.superseded
         elif crash is None and attempt.succeeded:
-            state, retry_at, outcome = JobState.SUCCEEDED, None, "succeeded"
+            state = JobState.SUCCEEDED
         elif (crash is not None or attempt.retryable) and job.attempts < settings.max_attempts:
-            delay = backoff_seconds(
-                job.attempts,
-                settings.retry_base_seconds,
-                settings.retry_max_seconds,
-                attempt.retry_after,
+            state = JobState.PENDING
+            delay = backoff_delay(
+                job.attempts, settings.retry_base_seconds, settings.retry_max_seconds
             )
-            state, retry_at, outcome = JobState.PENDING, time.time() + delay, "retried"
+            # Never sooner than a Retry-After asked for: the whole job waits, not one request.
+            retry_at = time.time() + max(delay, attempt.retry_after or 0.0)
         else:
-            state, retry_at, outcome = JobState.FAILED, None, "failed"
+            state = JobState.FAILED
         await self._store.finish(
             job.id,
             self.owner,
@@ -162,10 +156,11 @@ class WorkerPool:
             error=error,
             retry_at=retry_at,
         )
+        outcome = "retried" if state is JobState.PENDING else state.value
         self._metrics.jobs.labels(job.action, outcome).inc()
         now = time.time()
         for key, record in attempt.destinations.items():
-            if record.status == "succeeded":
+            if record.status is DestinationStatus.SUCCEEDED:
                 self._metrics.last_success.labels(key).set(now)
             log.info(
                 "destination %s: %s",
@@ -173,11 +168,11 @@ class WorkerPool:
                 record.error or record.detail or "",
                 extra={"destination": key},
             )
-        if outcome == "succeeded":
+        if state is JobState.SUCCEEDED:
             log.info("job succeeded")
-        elif outcome == "superseded":
+        elif state is JobState.SUPERSEDED:
             log.info("job superseded: %s", error)
-        elif outcome == "retried":
+        elif state is JobState.PENDING:
             log.warning(
                 "job attempt failed, retrying in %.1fs: %s",
                 retry_at - now if retry_at else 0,
