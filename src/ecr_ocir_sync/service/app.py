@@ -10,7 +10,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -22,7 +21,15 @@ from ecr_ocir_sync.jobs.model import JobState
 from ecr_ocir_sync.jobs.request import SyncRequest
 from ecr_ocir_sync.jobs.store import JobNotFoundError, JobStateError
 from ecr_ocir_sync.service.events import IgnoredEvent, InvalidEventError, parse_event
-from ecr_ocir_sync.service.openapi import JOB_ANSWERS, SYNC_ANSWERS, SYNC_REQUEST_BODY
+from ecr_ocir_sync.service.openapi import (
+    JOB_ANSWERS,
+    RETRY_ANSWERS,
+    SYNC_ANSWERS,
+    SYNC_REQUEST_BODY,
+    Rejected,
+    SyncAccepted,
+    SyncIgnored,
+)
 from ecr_ocir_sync.service.wiring import Service
 
 __all__ = ["create_app"]
@@ -35,9 +42,12 @@ _UNAUTHORIZED = (
 )
 
 
-def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
     headers = {"Retry-After": "5"} if status in (429, 503) else None
-    return JSONResponse({"status": "error", "message": message, **extra}, status, headers=headers)
+    body: Rejected = {"status": "error", "message": message}
+    if field is not None:
+        body["field"] = field
+    return JSONResponse(body, status, headers=headers)
 
 
 class _RejectedError(Exception):
@@ -137,14 +147,14 @@ def _add_intake(app: FastAPI, service: Service, authorized: _Authorizer) -> None
             parsed = await _parse(request, service)
         except _RejectedError as rejection:
             events.labels("rejected").inc()
-            extra = {"field": rejection.field} if rejection.field else {}
-            return _error(rejection.status, rejection.message, **extra)
+            return _error(rejection.status, rejection.message, rejection.field or None)
         if not isinstance(parsed, IgnoredEvent) and not _placed(service, parsed):
             image = f"{parsed.repository}:{parsed.tag or parsed.digest}"
             parsed = IgnoredEvent(f"no sync rule places {image} (see SYNC_RULES_FILE)")
         if isinstance(parsed, IgnoredEvent):
             events.labels("ignored").inc()
-            return JSONResponse({"status": "ignored", "message": parsed.reason}, 200)
+            ignored: SyncIgnored = {"status": "ignored", "message": parsed.reason}
+            return JSONResponse(ignored, 200)
         try:
             submitted = await service.store.submit(parsed)
         except Exception:
@@ -153,16 +163,14 @@ def _add_intake(app: FastAPI, service: Service, authorized: _Authorizer) -> None
             return _error(503, "the job store could not commit this event; retry later")
         events.labels("coalesced" if submitted.coalesced else "accepted").inc()
         service.workers.wake()
-        return JSONResponse(
-            {
-                "status": "success",
-                "message": "Task is running asynchronously",
-                "job_id": submitted.job.id,
-                "state": submitted.job.state.value,
-                "coalesced": submitted.coalesced,
-            },
-            202,
-        )
+        accepted: SyncAccepted = {
+            "status": "success",
+            "message": "Task is running asynchronously",
+            "job_id": submitted.job.id,
+            "state": submitted.job.state,
+            "coalesced": submitted.coalesced,
+        }
+        return JSONResponse(accepted, 202)
 
 
 def _add_jobs(app: FastAPI, service: Service, authorized: _Authorizer) -> None:
@@ -198,7 +206,12 @@ def _add_jobs(app: FastAPI, service: Service, authorized: _Authorizer) -> None:
             return _error(404, f"no job with id {job_id!r}")
         return JSONResponse(job.to_json())
 
-    @app.post("/jobs/{job_id}/retry", status_code=202, summary="Start a failed job again")
+    @app.post(
+        "/jobs/{job_id}/retry",
+        status_code=202,
+        summary="Start a failed job again",
+        responses=RETRY_ANSWERS,
+    )
     async def retry_job(request: Request, job_id: str) -> JSONResponse:
         if not authorized(request):
             return _error(401, _UNAUTHORIZED)

@@ -1,71 +1,69 @@
 """What the OpenAPI page (/docs) shows: request and answer shapes of the web app.
 
 The handlers parse and answer by hand (fast, and with the field-and-rule
-messages the API promises); these models only document those shapes.
+messages the API promises).  The shapes shown are the types they use: the
+answers of /sync are the TypedDicts the handlers build, and the job document
+is generated from :class:`~ecr_ocir_sync.jobs.model.Job` itself (less its
+private fields), so the page cannot drift from what is sent.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Annotated, Any, Literal, NotRequired, get_type_hints
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
+from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
-__all__ = ["JOB_ANSWERS", "SYNC_ANSWERS", "SYNC_REQUEST_BODY"]
+from ecr_ocir_sync.jobs.model import PRIVATE_FIELDS, Job, JobState
+
+__all__ = [
+    "JOB_ANSWERS",
+    "RETRY_ANSWERS",
+    "SYNC_ANSWERS",
+    "SYNC_REQUEST_BODY",
+    "Rejected",
+    "SyncAccepted",
+    "SyncIgnored",
+]
 
 
-class SyncAccepted(BaseModel):
-    status: str = Field(examples=["success"])
-    message: str = Field(examples=["Task is running asynchronously"])
+class SyncAccepted(TypedDict):
+    status: Literal["success"]
+    message: Annotated[str, Field(examples=["Task is running asynchronously"])]
     job_id: str
-    state: str = Field(description="pending, or superseded when a newer event already won")
-    coalesced: bool = Field(description="folded into a pending job for the same image")
+    state: Annotated[
+        JobState, Field(description="pending, or superseded when a newer event already won")
+    ]
+    coalesced: Annotated[bool, Field(description="folded into a pending job for the same image")]
 
 
-class SyncIgnored(BaseModel):
-    status: str = Field(examples=["ignored"])
-    message: str = Field(examples=["detail.result is 'FAILURE', only SUCCESS events are synced"])
+class SyncIgnored(TypedDict):
+    status: Literal["ignored"]
+    message: Annotated[
+        str, Field(examples=["detail.result is 'FAILURE', only SUCCESS events are synced"])
+    ]
 
 
-class Rejected(BaseModel):
-    status: str = Field(examples=["error"])
-    message: str = Field(examples=["detail.image-tag: invalid tag '-x': up to 128 letters, …"])
-    field: str | None = Field(default=None, examples=["detail.image-tag"])
+class Rejected(TypedDict):
+    status: Literal["error"]
+    message: Annotated[
+        str, Field(examples=["detail.image-tag: invalid tag '-x': up to 128 letters, …"])
+    ]
+    field: NotRequired[Annotated[str, Field(examples=["detail.image-tag"])]]
 
 
-class DestinationRecord(BaseModel):
-    status: str
-    error: str | None
-    retryable: bool
-    bytes_sent: int
-    blobs_copied: int
-    blobs_skipped: int
-    blobs_mounted: int
-    seconds: float
-    detail: str | None
+def _document_model(name: str, source: type[Any], private: tuple[str, ...]) -> type[BaseModel]:
+    """A pydantic model of ``source``'s dataclass fields but ``private``, for the schema."""
+    hints = get_type_hints(source)
+    fields: dict[str, Any] = {
+        f.name: (hints[f.name], ...) for f in dataclasses.fields(source) if f.name not in private
+    }
+    return create_model(name, __doc__=source.__doc__, **fields)
 
 
-class JobDocument(BaseModel):
-    id: str
-    action: str
-    account: str
-    region: str
-    repository: str
-    tag: str | None
-    digest: str | None
-    image_key: str
-    event_time: float
-    event_id: str | None
-    state: str
-    attempts: int
-    not_before: float
-    created: float
-    updated: float
-    started: float | None
-    finished: float | None
-    last_error: str | None
-    lease_expires: float | None
-    destinations: dict[str, DestinationRecord]
-
+#: The job as GET /jobs/{id} sends it (Job.to_json).
+JobDocument = _document_model("JobDocument", Job, PRIVATE_FIELDS)
 
 _ORIGINAL = {
     "account": "123456789012",
@@ -121,4 +119,11 @@ JOB_ANSWERS: dict[int | str, dict[str, Any]] = {
     200: {"model": JobDocument},
     401: {"model": Rejected},
     404: {"model": Rejected},
+}
+
+RETRY_ANSWERS: dict[int | str, dict[str, Any]] = {
+    202: {"model": JobDocument, "description": "pending again"},
+    401: {"model": Rejected},
+    404: {"model": Rejected},
+    409: {"model": Rejected, "description": "the job has not failed"},
 }
