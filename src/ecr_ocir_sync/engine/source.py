@@ -27,10 +27,6 @@ class SourceImage:
     def digest(self) -> Digest:
         return self.root.digest
 
-    @property
-    def total_bytes(self) -> int:
-        return sum(blob.size for blob in self.blobs)
-
 
 async def _children_of(
     client: RegistryClient, repository: str, index: ImageIndex, depth: int

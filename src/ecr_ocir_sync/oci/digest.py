@@ -52,10 +52,6 @@ class DigestVerifier:
         self._hash = hashlib.sha256()
         self._received = 0
 
-    @property
-    def received(self) -> int:
-        return self._received
-
     def update(self, chunk: bytes) -> None:
         self._received += len(chunk)
         if self._received > self.size:
