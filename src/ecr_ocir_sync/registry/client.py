@@ -6,6 +6,12 @@ asked for.  Blobs are probed with HEAD, streamed with GET (redirects to other
 hosts followed without the registry's Authorization header, as ECR's
 pre-signed storage URLs demand), and uploaded as the docker client does:
 POST, one streamed PATCH, PUT ``?digest=``.
+
+Credentials go only to the registry's own origin: every URL the registry hands
+back (upload ``Location``, pagination ``Link``, redirects) passes
+:meth:`RegistryClient._follow`, which refuses a step down from HTTPS to plain
+HTTP, and :meth:`RegistryClient._request` attaches Authorization only to URLs
+on the registry's origin.
 """
 
 from __future__ import annotations
@@ -35,6 +41,13 @@ _MAX_MANIFEST = 4 * 1024 * 1024  # the distribution registry's own limit
 _NO_REFERRERS_API = frozenset({400, 404, 405, 501})
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port (default ports made explicit), as credentials are scoped."""
+    parsed = httpx.URL(url)
+    default = {"http": 80, "https": 443}.get(parsed.scheme)
+    return parsed.scheme, parsed.host.lower(), parsed.port or default
+
+
 def pull_scope(repository: str) -> str:
     return f"repository:{repository}:pull"
 
@@ -58,6 +71,7 @@ class RegistryClient:
     ) -> None:
         self.host = host
         self.base_url = f"{'http' if insecure else 'https'}://{host}"
+        self._origin = _origin(self.base_url)
         self._http = http
         self._auth = Authenticator(host, credentials, http, clock)
         self.retry = retry or RetryPolicy()
@@ -66,6 +80,26 @@ class RegistryClient:
 
     def _url(self, path: str) -> str:
         return urljoin(self.base_url, path)
+
+    def _follow(self, current: str, link: str, where: str) -> str:
+        """``link`` (a Location, Link or redirect target) resolved against ``current``;
+        an HTTPS registry may never send the client to plain HTTP."""
+        target = str(urljoin(current, link))
+        scheme = urlsplit(target).scheme
+        if scheme not in ("http", "https"):
+            raise ProtocolError(f"{where}: the registry sent the client to {scheme!r} URL")
+        if scheme == "http" and self._origin[0] == "https":
+            raise ProtocolError(
+                f"{where}: the registry sent the client from HTTPS to plain HTTP "
+                f"({urlsplit(target).netloc}); refusing to send data unencrypted"
+            )
+        return target
+
+    async def _auth_for(self, url: str, scope: str) -> str | None:
+        """The Authorization header for ``url``: only on the registry's own origin."""
+        if _origin(url) != self._origin:
+            return None
+        return await self._auth.header(scope)
 
     async def _request(
         self,
@@ -80,7 +114,7 @@ class RegistryClient:
     ) -> httpx.Response:
         """One request with auth; a 401 is answered once, then is final."""
         all_headers = dict(headers or {})
-        auth = await self._auth.header(scope)
+        auth = await self._auth_for(url, scope)
         if auth:
             all_headers["Authorization"] = auth
         request = self._http.build_request(method, url, headers=all_headers, content=content)
@@ -88,6 +122,13 @@ class RegistryClient:
         if response.status_code != 401:
             return response
         await response.aclose()
+        if _origin(url) != self._origin:
+            # The registry's credentials are not this origin's to ask for.
+            raise AuthError(
+                f"{where}: 401 Unauthorized from {urlsplit(url).netloc}, which is not "
+                f"{self.host}; its credentials are not sent to another origin",
+                status=401,
+            )
         if content is not None and not isinstance(content, bytes):
             # A streamed body cannot be replayed; callers authenticate first (POST).
             raise AuthError(f"{where}: 401 Unauthorized during a streamed upload", status=401)
@@ -199,7 +240,7 @@ class RegistryClient:
             response = await with_retries(self.retry, attempt)
             tags.extend(response.json().get("tags") or [])
             next_link = response.links.get("next", {}).get("url")
-            url = urljoin(page_url, next_link) if next_link else None
+            url = self._follow(page_url, next_link, where) if next_link else None
         return tags
 
     async def list_referrers(
@@ -248,7 +289,7 @@ class RegistryClient:
                 if artifact_type is None or filtered or descriptor.artifact_type == artifact_type
             )
             next_link = response.links.get("next", {}).get("url")
-            url = urljoin(page_url, next_link) if next_link else None
+            url = self._follow(page_url, next_link, where) if next_link else None
         return found
 
     # -- blobs --------------------------------------------------------------
@@ -276,14 +317,11 @@ class RegistryClient:
             for _ in range(_MAX_REDIRECTS):
                 if not response.is_redirect:
                     break
-                target = urljoin(str(response.url), response.headers["Location"])
                 await response.aclose()
-                headers = {}
-                target_origin = urlsplit(target)[:2]
-                if target_origin == urlsplit(self.base_url)[:2]:
-                    auth = await self._auth.header(pull_scope(repository))
-                    headers = {"Authorization": auth} if auth else {}
+                target = self._follow(str(response.url), response.headers["Location"], where)
                 # Pre-signed storage URLs reject a second auth mechanism: send none there.
+                auth = await self._auth_for(target, pull_scope(repository))
+                headers = {"Authorization": auth} if auth else {}
                 request = self._http.build_request("GET", target, headers=headers)
                 response = await send(self._http, request, where=where, stream=True)
             if response.status_code != 200:
@@ -363,4 +401,4 @@ class RegistryClient:
         location = response.headers.get("Location")
         if not location:
             raise ProtocolError(f"{where}: {response.status_code} without a Location header")
-        return str(urljoin(str(response.url), location))
+        return self._follow(str(response.url), location, where)
