@@ -183,6 +183,8 @@ def service_env(ecr_url: str, mel: RegistryServer, syd: RegistryServer) -> dict[
         "SYNC_WORKERS": str(WORKERS),
         # Jobs stuck on the listener would otherwise hold the stop for 25 s.
         "SYNC_DRAIN_SECONDS": "1",
+        # Every event is a new job that never finishes here: measure intake, not the cap.
+        "SYNC_MAX_PENDING_JOBS": "10000000",
         "NO_PROXY": "127.0.0.1,localhost",
     }
 
@@ -200,7 +202,7 @@ def metric_sum(text: str, name: str) -> float:
 
 
 def _events(http: httpx.Client, service: ServiceProcess) -> dict[str, float]:
-    text = http.get(f"{service.url}/metrics").text
+    text = http.get(f"{service.ops_url}/metrics").text
     results = ("accepted", "coalesced", "ignored", "rejected", "unavailable")
     counts = {r: metric(text, "ecr_ocir_sync_events_total", result=r) for r in results}
     counts["jobs ended"] = metric_sum(text, "ecr_ocir_sync_jobs_total")

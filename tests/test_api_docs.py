@@ -1,8 +1,9 @@
-"""The OpenAPI page documents the intake: both payloads, every answer."""
+"""The OpenAPI document is the contract: payloads, every answer, the secret, the ranges."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import httpx
 
@@ -16,20 +17,80 @@ from tests.support.service import ACCOUNT, REGION
 from tests.test_api_failures import settings_for
 
 
-async def test_the_openapi_document_shows_both_payloads_and_every_answer(tmp_path):
-    service = Service(settings_for(tmp_path))
+async def fetch(tmp_path, path: str, **settings: str) -> httpx.Response:
+    service = Service(settings_for(tmp_path, **settings))
     transport = httpx.ASGITransport(app=create_app(service))
     async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
-        document = (await http.get("/openapi.json")).json()
-        page = await http.get("/docs")
+        answer = await http.get(path)
     await service.stop()
+    return answer
 
-    sync = document["paths"]["/sync"]["post"]
-    examples = sync["requestBody"]["content"]["application/json"]["examples"]
-    assert set(examples) == {"original payload", "EventBridge event"}
-    assert set(sync["responses"]) >= {"202", "200", "400", "401", "403", "413", "503"}
-    assert "JobDocument" in document["components"]["schemas"]
-    assert page.status_code == 200
+
+async def document(tmp_path, **settings: str) -> dict[str, Any]:
+    answer = await fetch(tmp_path, "/openapi.json", SYNC_API_DOCS="true", **settings)
+    assert answer.status_code == 200
+    return dict(answer.json())
+
+
+async def test_docs_and_the_document_are_served_only_when_enabled(tmp_path):
+    assert (await fetch(tmp_path, "/openapi.json")).status_code == 404
+    assert (await fetch(tmp_path, "/docs")).status_code == 404
+    assert (await fetch(tmp_path, "/docs", SYNC_API_DOCS="true")).status_code == 200
+
+
+async def test_sync_documents_both_payloads_exactly(tmp_path):
+    doc = await document(tmp_path)
+
+    body = doc["paths"]["/sync"]["post"]["requestBody"]["content"]["application/json"]
+    assert set(body["examples"]) == {"original payload", "EventBridge event"}
+    refs = {option["$ref"].rsplit("/", 1)[1] for option in body["schema"]["anyOf"]}
+    assert refs == {"OriginalPayload", "EventBridgeEvent"}
+    schemas = doc["components"]["schemas"]
+    detail = schemas["EcrDetail"]["properties"]
+    assert set(schemas["EcrDetail"]["required"]) == {"action-type", "repository-name"}
+    assert detail["repository-name"]["maxLength"] == 255
+    assert detail["image-tag"]["anyOf"][0]["pattern"].startswith("^[A-Za-z0-9_]")
+    assert schemas["OriginalPayload"]["required"] == ["account", "region", "detail"]
+    assert "detail-type" in schemas["EventBridgeEvent"]["properties"]
+
+
+async def test_every_answer_of_every_operation_is_documented(tmp_path):
+    paths = (await document(tmp_path))["paths"]
+
+    def answers(path: str, method: str) -> set[str]:
+        return set(paths[path][method]["responses"])
+
+    assert answers("/sync", "post") >= {"200", "202", "400", "401", "403", "408", "413", "415"}
+    assert "503" in answers("/sync", "post")
+    assert answers("/jobs", "get") >= {"200", "400", "401"}
+    assert answers("/jobs/{job_id}", "get") >= {"200", "401", "404"}
+    assert answers("/jobs/{job_id}/retry", "post") >= {"202", "401", "404", "409"}
+    retry_after = paths["/sync"]["post"]["responses"]["503"]["headers"]
+    assert "Retry-After" in retry_after
+
+
+async def test_the_api_key_scheme_guards_sync_and_jobs(tmp_path):
+    doc = await document(tmp_path)
+
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["ApiKey"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    for path, method in [("/sync", "post"), ("/jobs", "get"), ("/jobs/{job_id}", "get")]:
+        assert {"ApiKey": []} in doc["paths"][path][method]["security"]
+
+
+async def test_jobs_limit_range_and_cursor_are_documented(tmp_path):
+    parameters = (await document(tmp_path))["paths"]["/jobs"]["get"]["parameters"]
+
+    by_name = {parameter["name"]: parameter["schema"] for parameter in parameters}
+    assert (by_name["limit"]["minimum"], by_name["limit"]["maximum"]) == (1, 1000)
+    assert "cursor" in by_name
+
+
+async def test_metrics_are_documented_as_text_where_served(tmp_path):
+    doc = await document(tmp_path, SYNC_OPS_PORT="0")
+
+    content = doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert set(content) == {"text/plain"}
 
 
 async def _openapi(tmp_path) -> dict:

@@ -370,11 +370,19 @@ def test_the_secret_may_come_as_a_bearer_token(service):
     assert answer.status_code == 200
 
 
-def test_health_readiness_and_metrics_need_no_secret(service):
-    with service.client(None) as http:
+def test_health_readiness_and_metrics_need_no_secret_on_the_operations_port(service):
+    with httpx.Client(base_url=service.ops_url) as http:
         statuses = [http.get(path).status_code for path in ("/healthz", "/readyz", "/metrics")]
 
     assert statuses == [200, 200, 200]
+
+
+def test_the_api_port_serves_no_operations_endpoints_or_docs(service):
+    with service.client() as http:
+        paths = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
+        statuses = [http.get(path).status_code for path in paths]
+
+    assert statuses == [404] * len(paths)
 
 
 def test_start_up_names_every_missing_setting(tmp_path):
@@ -455,8 +463,7 @@ def test_sigterm_fails_readiness_finishes_the_running_job_and_exits(regions, sta
         service.process.send_signal(15)
 
         def not_ready() -> bool:
-            with service.client(None) as http:
-                return http.get("/readyz").status_code == 503
+            return httpx.get(f"{service.ops_url}/readyz").status_code == 503
 
         service.wait_until(not_ready, 10, "readiness to fail")
         exit_code = service.process.wait(60)

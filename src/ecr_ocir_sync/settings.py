@@ -85,6 +85,13 @@ class ServiceSettings:
     retention_hours: float = 168.0
     drain_seconds: float = 25.0
     max_body_bytes: int = 65536
+    max_pending_jobs: int = 10000  # more unfinished jobs: /sync answers 503 + Retry-After
+    ops_port: int = 8081  # health, readiness, metrics; 0 serves them on the API port
+    header_timeout_seconds: float = 10.0  # a request's headers must arrive within this
+    body_timeout_seconds: float = 10.0  # and its body within this after them
+    keep_alive_seconds: int = 5  # an idle kept-alive connection is closed after this
+    max_concurrency: int = 512  # connections + requests in flight per port; more get 503
+    api_docs: bool = False  # /docs and /openapi.json on the API port
     delete_policy: DeletePolicy = DeletePolicy.MIRROR
     log_level: str = "INFO"
     reconcile_interval_seconds: float = 3600.0  # 0 turns the periodic pass off
@@ -126,6 +133,12 @@ class _Reader:
         if value < low:  # type: ignore[operator]
             self.problems.append(f"{name}={raw!r} must be at least {low}")
         return value
+
+    def flag(self, name: str) -> bool:
+        raw = self.env.get(name, "").strip().lower()
+        if raw not in ("", "true", "false", "1", "0", "yes", "no"):
+            self.problems.append(f"{name}={raw!r}: expected true or false")
+        return raw in ("true", "1", "yes")
 
     def listed(
         self, name: str, pattern: re.Pattern[str], example: str, fallback: str = ""
@@ -222,6 +235,13 @@ class _Reader:
             retention_hours=self.number("SYNC_RETENTION_HOURS", 168.0, float, 0),
             drain_seconds=self.number("SYNC_DRAIN_SECONDS", 25.0, float, 0),
             max_body_bytes=self.number("SYNC_MAX_BODY_BYTES", 65536, int, 1024),
+            max_pending_jobs=self.number("SYNC_MAX_PENDING_JOBS", 10000, int, 1),
+            ops_port=self.number("SYNC_OPS_PORT", 8081, int, 0),
+            header_timeout_seconds=self.number("SYNC_HEADER_TIMEOUT_SECONDS", 10.0, float, 0.1),
+            body_timeout_seconds=self.number("SYNC_BODY_TIMEOUT_SECONDS", 10.0, float, 0.1),
+            keep_alive_seconds=self.number("SYNC_KEEP_ALIVE_SECONDS", 5, int, 1),
+            max_concurrency=self.number("SYNC_MAX_CONCURRENCY", 512, int, 2),
+            api_docs=self.flag("SYNC_API_DOCS"),
             delete_policy=DeletePolicy(policy_text),
             log_level=level,
             reconcile_interval_seconds=self.number(

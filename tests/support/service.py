@@ -88,12 +88,18 @@ class ServiceProcess:
     data_dir: Path
     env: dict[str, str]
     port: int = field(default_factory=free_port)
+    ops_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ops_url(self) -> str:
+        """Health, readiness and metrics (SYNC_OPS_PORT)."""
+        return f"http://127.0.0.1:{self.ops_port}"
 
     def start(self, timeout: float = 30) -> ServiceProcess:
         environment = {
@@ -106,6 +112,7 @@ class ServiceProcess:
                 # cloud instance metadata: nothing here may leave the machine.
                 "SYNC_RECONCILE_INTERVAL_SECONDS": "0",
                 "AWS_EC2_METADATA_DISABLED": "true",
+                "SYNC_OPS_PORT": str(self.ops_port),
                 **self.env,
             }
         )
@@ -126,7 +133,7 @@ class ServiceProcess:
         if self.process.poll() is not None:
             raise RuntimeError(f"service exited {self.process.returncode}: {self.log()}")
         try:
-            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+            return httpx.get(f"{self.ops_url}/readyz", timeout=2).status_code == 200
         except httpx.TransportError:
             return False
 
@@ -173,7 +180,7 @@ class ServiceProcess:
         return dict(self.wait_until(finished, timeout, f"job {job_id} to be {wanted}"))
 
     def metrics(self) -> str:
-        return httpx.get(f"{self.url}/metrics", timeout=10).text
+        return httpx.get(f"{self.ops_url}/metrics", timeout=10).text
 
     def terminate(self, timeout: float = 60) -> int:
         assert self.process is not None

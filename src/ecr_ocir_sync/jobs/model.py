@@ -10,7 +10,25 @@ from typing import Any
 from ecr_ocir_sync.jobs.request import Action
 from ecr_ocir_sync.outcome import DestinationStatus, TransferCounts
 
-__all__ = ["PRIVATE_FIELDS", "DestinationRecord", "Job", "JobState", "SubmitResult"]
+__all__ = [
+    "MAX_TEXT",
+    "PRIVATE_FIELDS",
+    "DestinationRecord",
+    "Job",
+    "JobState",
+    "SubmitResult",
+    "bounded",
+]
+
+# Error texts quote registries' answers; a hostile one must not grow the store or /jobs.
+MAX_TEXT = 2000
+
+
+def bounded(text: str | None, limit: int = MAX_TEXT) -> str | None:
+    """``text`` cut to ``limit`` characters, saying so."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 20] + f"… [{len(text) - limit + 20} more]"
 
 
 class JobState(StrEnum):
@@ -83,7 +101,12 @@ PRIVATE_FIELDS = ("seq", "lease_owner")
 
 
 def destinations_to_text(destinations: dict[str, DestinationRecord]) -> str:
-    return json.dumps({key: asdict(record) for key, record in destinations.items()})
+    return json.dumps(
+        {
+            key: asdict(replace(record, error=bounded(record.error), detail=bounded(record.detail)))
+            for key, record in destinations.items()
+        }
+    )
 
 
 def destinations_from_text(text: str) -> dict[str, DestinationRecord]:

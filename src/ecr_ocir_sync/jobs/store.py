@@ -27,12 +27,13 @@ from ecr_ocir_sync.jobs.model import (
     Job,
     JobState,
     SubmitResult,
+    bounded,
     destinations_from_text,
     destinations_to_text,
 )
 from ecr_ocir_sync.jobs.request import Action, SyncRequest
 
-__all__ = ["JobNotFoundError", "JobStateError", "JobStore"]
+__all__ = ["BacklogFullError", "JobNotFoundError", "JobStateError", "JobStore"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -89,6 +90,10 @@ class JobStateError(ValueError):
     """The job is not in a state that allows the operation."""
 
 
+class BacklogFullError(RuntimeError):
+    """``max_pending`` jobs wait or run already: the event must be sent again later."""
+
+
 def _job(row: sqlite3.Row) -> Job:
     values = dict(row)
     values["state"] = JobState(values["state"])
@@ -122,12 +127,16 @@ class JobStore:
 
     # -- intake ---------------------------------------------------------------
 
-    async def submit(self, request: SyncRequest) -> SubmitResult:
-        """Commit ``request`` as a job (or fold it into a pending one) durably."""
+    async def submit(self, request: SyncRequest, max_pending: int | None = None) -> SubmitResult:
+        """Commit ``request`` as a job (or fold it into a pending one) durably.
+
+        Raises BacklogFullError, committing nothing, when a new job is needed and
+        ``max_pending`` jobs are already pending or running.
+        """
         now = self._clock()
 
         def work(connection: sqlite3.Connection) -> SubmitResult:
-            return _submit(connection, request, now)
+            return _submit(connection, request, now, max_pending)
 
         return await self._db.call(work)
 
@@ -227,7 +236,7 @@ class JobStore:
                 (
                     state.value,
                     text,
-                    error,
+                    bounded(error),
                     now,
                     retry_at,
                     now if state.finished else None,
@@ -257,16 +266,22 @@ class JobStore:
     async def get(self, job_id: str) -> Job:
         return await self._db.call(lambda connection: _fetch(connection, job_id))
 
-    async def list(self, state: JobState | None = None, limit: int = 100) -> list[Job]:
+    async def list(
+        self, state: JobState | None = None, limit: int = 100, before: int | None = None
+    ) -> list[Job]:
+        """Up to ``limit`` jobs, newest first; with ``before``, only those older than the
+        job whose ``seq`` it is (the next page)."""
+        below = before if before is not None else 2**63 - 1
+
         def work(connection: sqlite3.Connection) -> list[Job]:
             if state is None:
                 rows = connection.execute(
-                    "SELECT * FROM jobs ORDER BY seq DESC LIMIT ?", (limit,)
+                    "SELECT * FROM jobs WHERE seq < ? ORDER BY seq DESC LIMIT ?", (below, limit)
                 ).fetchall()
             else:
                 rows = connection.execute(
-                    "SELECT * FROM jobs WHERE state = ? ORDER BY seq DESC LIMIT ?",
-                    (state.value, limit),
+                    "SELECT * FROM jobs WHERE state = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+                    (state.value, below, limit),
                 ).fetchall()
             return [_job(row) for row in rows]
 
@@ -361,7 +376,16 @@ def _supersede(connection: sqlite3.Connection, seq: int, now: float) -> None:
     )
 
 
-def _submit(connection: sqlite3.Connection, request: SyncRequest, now: float) -> SubmitResult:
+def _backlog(connection: sqlite3.Connection) -> int:
+    row = connection.execute(
+        "SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running')"
+    ).fetchone()
+    return int(row[0])
+
+
+def _submit(
+    connection: sqlite3.Connection, request: SyncRequest, now: float, max_pending: int | None
+) -> SubmitResult:
     event_time = request.event_time if request.event_time is not None else now
     key = request.image_key
     latest = connection.execute(
@@ -382,6 +406,8 @@ def _submit(connection: sqlite3.Connection, request: SyncRequest, now: float) ->
             )
             _mark_newest(connection, key, max(event_time, pending["event_time"]), pending["seq"])
         return SubmitResult(_fetch(connection, pending["id"]), coalesced=True)
+    if max_pending is not None and _backlog(connection) >= max_pending:
+        raise BacklogFullError(f"{max_pending} jobs are pending or running (SYNC_MAX_PENDING_JOBS)")
     values: dict[str, Any] = {
         "id": uuid.uuid4().hex,
         "action": request.action.value,

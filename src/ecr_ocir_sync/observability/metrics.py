@@ -40,7 +40,18 @@ class Metrics:
         self.events = Counter(
             f"{_PREFIX}_events_total",
             "Events received on /sync, by what became of them",
-            ["result"],  # accepted | coalesced | ignored | rejected | unavailable
+            ["result"],  # accepted | coalesced | ignored | rejected | unavailable | backlog_full
+            registry=r,
+        )
+        self.client_disconnects = Counter(
+            f"{_PREFIX}_client_disconnects_total",
+            "Requests whose client went away before sending its whole body",
+            registry=r,
+        )
+        self.connections_cut = Counter(
+            f"{_PREFIX}_connections_cut_total",
+            "Connections closed for being too slow, by which deadline they missed",
+            ["deadline"],  # header | body
             registry=r,
         )
         self.jobs = Counter(

@@ -20,7 +20,9 @@ _HOST = re.compile(
     rf"(?:{_HOST_COMPONENT}(?:\.{_HOST_COMPONENT})*|\[[0-9a-fA-F:]+\])(?::[0-9]{{1,5}})?"
 )
 _PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-_TAG = re.compile(r"\w[\w.-]{0,127}")
+# ASCII only, as the distribution grammar says: ``\w`` would also take accented
+# letters, CJK or Arabic-Indic digits.
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _MAX_NAME = 255
 
 
@@ -45,7 +47,7 @@ def check_tag(tag: str) -> str:
     """Return ``tag`` if it is a valid tag, else raise saying why."""
     if not _TAG.fullmatch(tag):
         raise InvalidReferenceError(
-            f"invalid tag {tag!r}: up to 128 letters, digits, '_', '.' or '-', "
+            f"invalid tag {tag!r}: up to 128 ASCII letters, digits, '_', '.' or '-', "
             "not starting with '.' or '-'"
         )
     return tag

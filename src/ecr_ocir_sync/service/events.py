@@ -9,6 +9,7 @@ the request names a URL.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +21,9 @@ from ecr_ocir_sync.oci.digest import Digest, parse_digest
 from ecr_ocir_sync.oci.reference import check_repository, check_tag
 
 __all__ = ["IgnoredEvent", "InvalidEventError", "parse_event"]
+
+# Stored with the job: bounded, printable ASCII (EventBridge's ids are 36-character UUIDs).
+_EVENT_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
 
 class InvalidEventError(SyncError):
@@ -59,6 +63,14 @@ def _checked(field: str, check: Any, value: str) -> str:
         return str(check(value))
     except InvalidReferenceError as error:
         raise InvalidEventError(field, error.message) from None
+
+
+def _event_id(text: str | None) -> str | None:
+    if text is not None and not _EVENT_ID.fullmatch(text):
+        raise InvalidEventError(
+            "id", f"must be 1 to 128 printable ASCII characters, got {len(text)} characters"
+        )
+    return text
 
 
 def _event_time(text: str | None) -> float | None:
@@ -126,5 +138,5 @@ def parse_event(
         tag=tag,
         digest=digest,
         event_time=_event_time(_optional(payload, "time", "")),
-        event_id=_optional(payload, "id", ""),
+        event_id=_event_id(_optional(payload, "id", "")),
     )

@@ -17,6 +17,7 @@ from ecr_ocir_sync.reconcile.loop import ReconcileLoop
 from ecr_ocir_sync.registry.pool import Registries
 from ecr_ocir_sync.registry.retry import RetryPolicy
 from ecr_ocir_sync.rules import RulesPlacer
+from ecr_ocir_sync.service.readiness import Readiness
 from ecr_ocir_sync.service.runner import JobRunner
 from ecr_ocir_sync.service.workers import WorkerPool
 from ecr_ocir_sync.settings import ServiceSettings
@@ -75,6 +76,7 @@ class Service:
         self.draining = False
         self._lock = _lock(settings.data_dir)
         self.store = JobStore(settings.data_dir)
+        self.readiness = Readiness(self.store.ping)
         self.registries = build_registries(settings)
         self.placer = RulesPlacer.from_settings(settings)  # SYNC_RULES_FILE, else everything
         repository_settings = OcirRepositorySettings.from_env()
