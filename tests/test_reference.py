@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ecr_ocir_sync.errors import InvalidReferenceError
-from ecr_ocir_sync.oci.reference import ImageReference, parse_reference
+from ecr_ocir_sync.oci.reference import ImageReference, check_tag, parse_reference
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -60,3 +60,9 @@ def test_the_manifest_reference_prefers_the_digest_over_the_tag():
     assert parse_reference(f"r.io/app:1@{DIGEST}").manifest_reference == DIGEST
     assert parse_reference("r.io/app:1").manifest_reference == "1"
     assert parse_reference("r.io/app").manifest_reference == "latest"
+
+
+@pytest.mark.parametrize("tag", ["é", "日本", "v\u0661", "\uff56\uff11", "\u0661"])
+def test_tags_are_ascii_only(tag):
+    with pytest.raises(InvalidReferenceError, match="ASCII"):
+        check_tag(tag)
