@@ -1,4 +1,4 @@
-# ecr-ocir-sync: the sync service (`ecr-ocir-sync serve`) on port 8080.
+# ecr-ocir-sync: the sync service (`ecr-ocir-sync serve`) on port 8080, operations on 8081.
 #
 #   docker build -t <registry>/ecr-ocir-sync:<version> .
 #
@@ -61,11 +61,11 @@ VOLUME ["/var/lib/ecr-ocir-sync"]
 
 USER ${APP_UID}:${APP_GID}
 WORKDIR /var/lib/ecr-ocir-sync
-EXPOSE 8080
+EXPOSE 8080 8081
 
 # For `docker run`; Kubernetes ignores it and uses the probes in the manifests.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8081/healthz', timeout=4)"]
 
 ENTRYPOINT ["ecr-ocir-sync"]
 CMD ["serve"]

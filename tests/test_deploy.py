@@ -45,7 +45,7 @@ KUBERNETES_VERSIONS = ("1.30.0", "1.34.0")
 
 # No Kubernetes schema exists for these; each is checked by hand in the test named.
 WITHOUT_SCHEMA = {
-    "ServiceMonitor": "Prometheus Operator CRD: test_servicemonitor_scrapes_the_clusterip_service",
+    "ServiceMonitor": "Prometheus Operator CRD: test_servicemonitor_scrapes_the_operations_port",
     "Kustomization": "kustomize's own file: test_kustomization_applies_every_manifest_but_secrets",
 }
 
@@ -282,7 +282,7 @@ def test_only_the_crd_and_the_kustomization_skip_schema_validation() -> None:
             kubernetes_validate.validate(document, KUBERNETES_VERSIONS[-1], strict=True)
 
 
-def test_servicemonitor_scrapes_the_clusterip_service() -> None:
+def test_servicemonitor_scrapes_the_operations_port() -> None:
     monitor = _find("ServiceMonitor")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     wanted = monitor["spec"]["selector"]["matchLabels"]
@@ -292,12 +292,12 @@ def test_servicemonitor_scrapes_the_clusterip_service() -> None:
         if doc["kind"] == "Service" and wanted.items() <= doc["metadata"]["labels"].items()
     ]
     # Exactly one: selecting the headless Service too would scrape every pod twice.
-    assert [s["metadata"]["name"] for s in services] == ["ecr-ocir-sync"]
+    assert [s["metadata"]["name"] for s in services] == ["ecr-ocir-sync-ops"]
     assert services[0]["spec"].get("clusterIP") != "None"
     [endpoint] = monitor["spec"]["endpoints"]
     assert endpoint["path"] == "/metrics"
-    port_names = {port["name"] for port in services[0]["spec"]["ports"]}
-    assert endpoint["port"] in port_names
+    assert endpoint["port"] == "ops"
+    assert [port["targetPort"] for port in services[0]["spec"]["ports"]] == ["ops"]
 
 
 def test_kustomization_applies_every_manifest_but_secrets() -> None:
@@ -382,16 +382,17 @@ def test_pod_sets_allowed_regions_or_its_aws_default_region_fallback() -> None:
     assert "SYNC_ALLOWED_REGIONS" in names or "AWS_DEFAULT_REGION" in names
 
 
+# Secrets hold whatever the operator put there; these are well-formed values for them.
+SETTINGS_FOR_SECRETS = {
+    "OCI_REPO_REGION_KEY": "mel,syd",
+    "AWS_DEFAULT_REGION": "ap-southeast-2",
+    "OCI_REGION": "ap-melbourne-1",
+}
+
+
 def test_pod_environment_passes_service_settings_validation() -> None:
-    # Secrets hold whatever the operator put there; give them well-formed values
-    # and let from_env judge the rest (ConfigMap values, literal values).
-    environment = _pod_environment(
-        {
-            "OCI_REPO_REGION_KEY": "mel,syd",
-            "AWS_DEFAULT_REGION": "ap-southeast-2",
-            "OCI_REGION": "ap-melbourne-1",
-        }
-    )
+    # from_env judges the rest (ConfigMap values, literal values).
+    environment = _pod_environment(SETTINGS_FOR_SECRETS)
     settings = ServiceSettings.from_env(environment)
     assert settings.api_key is not None
 
@@ -442,12 +443,33 @@ def test_termination_grace_outlasts_the_drain() -> None:
     assert grace > drain + UVICORN_GRACEFUL_SECONDS
 
 
-def test_probes_use_the_health_endpoints_on_the_http_port() -> None:
+def test_probes_use_the_health_endpoints_on_the_operations_port() -> None:
     container = _container()
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    assert ports == {"http": 8080}
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    settings = ServiceSettings.from_env(_pod_environment(SETTINGS_FOR_SECRETS))
+    assert ports == {"http": 8080, "ops": settings.ops_port}
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "ops"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ops"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ops"}
+    annotations = _statefulset()["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(settings.ops_port)
+
+
+def test_network_policy_admits_the_api_only_on_the_service_port() -> None:
+    policy = _find("NetworkPolicy")
+    pod_labels = _statefulset()["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    rules = policy["spec"]["ingress"]
+    open_ports = [port["port"] for rule in rules if "from" not in rule for port in rule["ports"]]
+    assert open_ports == ["http"]  # the only port anyone may reach: /sync and /jobs
+    ops = [rule for rule in rules if any(port["port"] == "ops" for port in rule["ports"])]
+    assert len(ops) == 1
+    assert ops[0]["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    container_ports = {port["name"] for port in _container()["ports"]}
+    assert {port["port"] for rule in rules for port in rule["ports"]} == container_ports
 
 
 def test_pod_runs_hardened_with_a_writable_tmp() -> None:
@@ -538,7 +560,7 @@ def test_image_runs_the_console_script_serving_on_the_probed_port() -> None:
     assert _dockerfile("ENTRYPOINT") == ['["ecr-ocir-sync"]']
     assert "ecr-ocir-sync" in scripts
     assert _dockerfile("CMD") == ['["serve"]']
-    assert _dockerfile("EXPOSE") == ["8080"]
+    assert _dockerfile("EXPOSE") == ["8080 8081"]
     assert _container()["args"][0] == "serve"
 
 
