@@ -85,6 +85,7 @@ class EcrDetail(BaseModel):
 
     action_type: str = Field(
         alias="action-type",
+        min_length=1,
         description="PUSH or DELETE are synced; any other action is answered 200 ignored",
         examples=["PUSH"],
     )
@@ -113,7 +114,11 @@ class OriginalPayload(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     account: str = Field(pattern=r"^[0-9]{12}$", description="one of SYNC_ALLOWED_ACCOUNTS")
-    region: str = Field(description="one of SYNC_ALLOWED_REGIONS", examples=["ap-southeast-2"])
+    region: str = Field(
+        pattern=r"^[a-z]{2}(?:-[a-z]+)+-[0-9]$",
+        description="one of SYNC_ALLOWED_REGIONS",
+        examples=["ap-southeast-2"],
+    )
     detail: EcrDetail
 
 
