@@ -7,14 +7,14 @@ import httpx
 from ecr_ocir_sync.service.app import create_app
 from ecr_ocir_sync.service.ops import create_ops_app
 from ecr_ocir_sync.service.wiring import Service
-from ecr_ocir_sync.settings import ServiceSettings
+from ecr_ocir_sync.settings import Settings
 from tests.support.service import API_KEY, ecr_event, service_env
 
 
-def settings_for(tmp_path, **extra: str) -> ServiceSettings:
-    return ServiceSettings.from_env(
+def settings_for(tmp_path, **extra: str) -> Settings:
+    return Settings.from_environ(
         service_env("unused:5000", {"mel": "unused:5001"}, SYNC_DATA_DIR=str(tmp_path), **extra)
-    )
+    ).require_service()
 
 
 async def test_an_event_the_store_cannot_commit_gets_503_with_retry_after(tmp_path):

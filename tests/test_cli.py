@@ -181,6 +181,38 @@ def test_without_destinations_every_configured_ocir_region_gets_the_image(
     assert skopeo.manifest_digest(f"{syd.host}/ns/team/app:1", creds) == image.digest
 
 
+def test_copy_to_named_destinations_does_not_judge_the_services_settings(
+    source, dest_open, push_source
+):
+    image = build_image([layer_bytes(5_000, 107)])
+    push_source.image("app", "1", image)
+
+    done = run(
+        "copy",
+        f"--insecure={source.host}",
+        f"--insecure={dest_open.host}",
+        f"{source.host}/app:1",
+        f"{dest_open.host}/ns/app:1",
+        env={"SYNC_WORKERS": "many", "OCI_REPO_REGION_KEY": "mel,mel", "OCI_API_AUTH": "no"},
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert skopeo.manifest_digest(f"{dest_open.host}/ns/app:1") == image.digest
+
+
+def test_copy_names_a_bad_endpoint_it_would_use(source):
+    done = run(
+        "copy",
+        f"{source.host}/app:1",
+        f"{source.host}/ns/app:1",
+        env={"OCIR_ENDPOINT_MEL": "mel.example", "SYNC_WORKERS": "many"},
+    )
+
+    assert done.returncode == 2
+    assert "OCIR_ENDPOINT_MEL='mel.example': expected a registry URL" in done.stderr
+    assert "SYNC_WORKERS" not in done.stderr
+
+
 def test_without_destinations_or_regions_the_error_says_what_to_set(source):
     done = run("copy", f"--insecure={source.host}", f"{source.host}/app:1")
 

@@ -11,6 +11,7 @@ import pytest
 
 from ecr_ocir_sync.cli.config_check import add_config_command, parse_image, run_config_command
 from ecr_ocir_sync.errors import InvalidReferenceError
+from ecr_ocir_sync.settings import Settings
 
 ENV = {"OCI_REPO_REGION_KEY": "mel,syd", "OCI_TENANCY": "ns"}
 DIGEST = "sha256:" + "b" * 64
@@ -39,7 +40,8 @@ def parser() -> argparse.ArgumentParser:
 def check(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     args = parser().parse_args(["config", "check", *argv])
-    code = run_config_command(args, environ=ENV if env is None else env, stdout=out, stderr=err)
+    settings = Settings.from_environ(ENV if env is None else env)
+    code = run_config_command(args, settings, stdout=out, stderr=err)
     return code, out.getvalue(), err.getvalue()
 
 

@@ -3,13 +3,12 @@
 Static checks, no cluster, docker daemon or AWS account: the Kubernetes JSON
 schemas, the linters (hadolint, cfn-lint, shellcheck; installed with the dev
 extras), and the contract between the manifests and what the service reads
-(``ServiceSettings.from_env``), the image (Dockerfile) and the original
+(the fields of ``settings.Settings``), the image (Dockerfile) and the original
 service's secret names.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import shutil
@@ -26,11 +25,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from ecr_ocir_sync import settings as config
-from ecr_ocir_sync.cloud.credential_chain import ocir_login_from_env
-from ecr_ocir_sync.errors import ConfigError
 from ecr_ocir_sync.jobs.request import Action
-from ecr_ocir_sync.settings import ServiceSettings
+from ecr_ocir_sync.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBE = ROOT / "deploy" / "kubernetes"
@@ -208,34 +204,10 @@ def _run_tool(name: str, *arguments: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-class _RecordingEnvironment(dict[str, str]):
-    """An empty environment that remembers every name looked up in it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.read: set[str] = set()
-
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        self.read.add(key)
-        return super().get(key, default)
-
-    def __getitem__(self, key: str) -> str:
-        self.read.add(key)
-        return super().__getitem__(key)
-
-    def __contains__(self, key: object) -> bool:
-        if isinstance(key, str):
-            self.read.add(key)
-        return super().__contains__(key)
-
-
 def _variables_the_service_reads() -> set[str]:
-    """Names ServiceSettings.from_env and the OCIR login look up."""
-    environment = _RecordingEnvironment()
-    with contextlib.suppress(ConfigError):  # an empty environment lacks what is required
-        ServiceSettings.from_env(environment)
-    ocir_login_from_env(environment)
-    return environment.read
+    """The settings model's variables: its fields' aliases (families by their README name,
+    e.g. OCIR_ENDPOINT_<KEY>), the informational ones and the fallbacks."""
+    return Settings.variables()
 
 
 def _variables_boto3_reads() -> set[str]:
@@ -252,8 +224,9 @@ def _variables_boto3_reads() -> set[str]:
     return names
 
 
-# Families read by prefix: OCIR_ENDPOINT_<KEY> (config.py), AWS_ENDPOINT_URL_<SERVICE> (boto3).
-KNOWN_PREFIXES = (config._OCIR_ENDPOINT_PREFIX, "AWS_ENDPOINT_URL_")
+# Families read by prefix: OCIR_ENDPOINT_<KEY> and the others (settings.py),
+# AWS_ENDPOINT_URL_<SERVICE> (boto3).
+KNOWN_PREFIXES = (*Settings.FAMILIES.values(), "AWS_ENDPOINT_URL_")
 
 
 # --- Kubernetes: schemas ------------------------------------------------------
@@ -354,7 +327,7 @@ def test_kustomize_build_renders_every_resource_labelled_and_valid() -> None:
             kubernetes_validate.validate(doc, KUBERNETES_VERSIONS[-1], strict=True)
 
 
-# --- Kubernetes: the pod's environment against config.py ----------------------
+# --- Kubernetes: the pod's environment against settings.py ----------------------
 
 
 def test_pod_sets_only_variables_the_service_reads() -> None:
@@ -391,14 +364,14 @@ SETTINGS_FOR_SECRETS = {
 
 
 def test_pod_environment_passes_service_settings_validation() -> None:
-    # from_env judges the rest (ConfigMap values, literal values).
+    # the settings judge the rest (ConfigMap values, literal values).
     environment = _pod_environment(SETTINGS_FOR_SECRETS)
-    settings = ServiceSettings.from_env(environment)
+    settings = Settings.from_environ(environment).require_service()
     assert settings.api_key is not None
 
 
 def test_job_store_is_on_the_per_pod_volume() -> None:
-    # Set explicitly, not left to config.py's default, so the two cannot drift apart.
+    # Set explicitly, not left to settings.py's default, so the two cannot drift apart.
     data_dir = _pod_environment({})["SYNC_DATA_DIR"]
     mounts = {mount["name"]: mount["mountPath"] for mount in _container()["volumeMounts"]}
     claims = [claim["metadata"]["name"] for claim in _statefulset()["spec"]["volumeClaimTemplates"]]
@@ -436,7 +409,7 @@ def test_example_secrets_hold_only_placeholders() -> None:
 
 def test_termination_grace_outlasts_the_drain() -> None:
     environment = _pod_environment({})
-    default = ServiceSettings.__dataclass_fields__["drain_seconds"].default
+    default = Settings.model_fields["drain_seconds"].default
     drain = float(environment.get("SYNC_DRAIN_SECONDS", default))
     grace = _statefulset()["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     # The kubelet kills at the grace period: the drain and uvicorn's close must fit in it.
@@ -446,7 +419,7 @@ def test_termination_grace_outlasts_the_drain() -> None:
 def test_probes_use_the_health_endpoints_on_the_operations_port() -> None:
     container = _container()
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    settings = ServiceSettings.from_env(_pod_environment(SETTINGS_FOR_SECRETS))
+    settings = Settings.from_environ(_pod_environment(SETTINGS_FOR_SECRETS)).require_service()
     assert ports == {"http": 8080, "ops": settings.ops_port}
     assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "ops"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ops"}

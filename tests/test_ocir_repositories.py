@@ -31,6 +31,8 @@ from ecr_ocir_sync.errors import (
     RateLimitedError,
     UnavailableError,
 )
+from ecr_ocir_sync.service.wiring import repository_settings
+from ecr_ocir_sync.settings import Settings
 from tests.support.oci_api import (
     COMPARTMENT,
     NAMESPACE,
@@ -431,12 +433,18 @@ def test_importing_the_module_does_not_import_the_sdk():
 # -- settings from the environment --------------------------------------------------
 
 
+def from_env(environ: dict[str, str]) -> OcirRepositorySettings | None:
+    """As the service reads them: the one settings model, then the wiring."""
+    settings = Settings.from_environ(environ).require(Settings.variables())
+    return repository_settings(settings)
+
+
 def test_without_a_compartment_the_feature_is_off():
-    assert OcirRepositorySettings.from_env({"OCI_API_AUTH": "instance_principal"}) is None
+    assert from_env({"OCI_API_AUTH": "instance_principal"}) is None
 
 
 def test_a_compartment_alone_takes_the_defaults():
-    settings = OcirRepositorySettings.from_env({"OCI_COMPARTMENT_ID": COMPARTMENT})
+    settings = from_env({"OCI_COMPARTMENT_ID": COMPARTMENT})
 
     assert settings == OcirRepositorySettings(
         compartment_id=COMPARTMENT,
@@ -448,7 +456,7 @@ def test_a_compartment_alone_takes_the_defaults():
 
 
 def test_every_variable_is_read():
-    settings = OcirRepositorySettings.from_env(
+    settings = from_env(
         {
             "OCI_COMPARTMENT_ID": COMPARTMENT,
             "OCI_REPO_IMMUTABLE": "true",
@@ -475,14 +483,14 @@ def test_the_sdks_own_region_variables_are_left_alone():
     environ = {"OCI_COMPARTMENT_ID": COMPARTMENT, "OCI_REGION": "ap-melbourne-1"}
     environ["OCI_REGION_METADATA"] = '{"realmKey": "oc1", "regionKey": "xyz"}'
 
-    settings = OcirRepositorySettings.from_env(environ)
+    settings = from_env(environ)
 
     assert settings is not None
     assert settings.regions == {}
 
 
 def test_the_tenancy_is_accepted_as_the_root_compartment():
-    settings = OcirRepositorySettings.from_env({"OCI_COMPARTMENT_ID": TENANCY})
+    settings = from_env({"OCI_COMPARTMENT_ID": TENANCY})
 
     assert settings is not None
     assert settings.in_root
@@ -504,14 +512,14 @@ def test_a_malformed_variable_is_named(name, value):
     environ = {"OCI_COMPARTMENT_ID": COMPARTMENT, name: value}
 
     with pytest.raises(ConfigError, match=re.escape(f"{name}={value!r}")):
-        OcirRepositorySettings.from_env(environ)
+        from_env(environ)
 
 
 def test_every_malformed_variable_is_named_in_one_error():
     environ = {"OCI_COMPARTMENT_ID": "nope", "OCI_API_AUTH": "nope", "OCI_REPO_IMMUTABLE": "nope"}
 
     with pytest.raises(ConfigError) as raised:
-        OcirRepositorySettings.from_env(environ)
+        from_env(environ)
 
     for name in environ:
         assert name in raised.value.message

@@ -13,8 +13,8 @@ from ecr_ocir_sync.cloud.ecr_api import EcrCatalog
 from ecr_ocir_sync.jobs.store import JobStore
 from ecr_ocir_sync.reconcile.loop import apply_plans
 from ecr_ocir_sync.reconcile.planner import Reconciler
-from ecr_ocir_sync.rules import RulesPlacer
-from ecr_ocir_sync.settings import ServiceSettings
+from ecr_ocir_sync.service.wiring import build_placer
+from ecr_ocir_sync.settings import Settings
 from tests.conftest import make_registries
 from tests.support import skopeo
 from tests.support.ecr import ACCOUNT, REGION, FakeEcr
@@ -39,12 +39,13 @@ def ecr(aws, start_registry) -> FakeEcr:
     return FakeEcr(start_registry("ecr"), aws)
 
 
-def settings_for(dest_open, **extra: str) -> ServiceSettings:
-    return ServiceSettings.from_env(service_env("unused:5000", {"mel": dest_open.host}, **extra))
+def settings_for(dest_open, **extra: str) -> Settings:
+    environ = service_env("unused:5000", {"mel": dest_open.host}, **extra)
+    return Settings.from_environ(environ).require_service()
 
 
 @pytest.fixture
-def settings(dest_open, tmp_path) -> ServiceSettings:
+def settings(dest_open, tmp_path) -> Settings:
     return settings_for(dest_open, SYNC_DATA_DIR=str(tmp_path / "data"))
 
 
@@ -56,9 +57,7 @@ def put(server, repository: str, tag: str, image) -> None:
 
 async def plan_for(settings, dest_open, ecr):
     async with make_registries(dest_open.host, ecr.registry.host, logins={}) as registries:
-        reconciler = Reconciler(
-            EcrCatalog(ACCOUNT, REGION), registries, RulesPlacer.from_settings(settings, environ={})
-        )
+        reconciler = Reconciler(EcrCatalog(ACCOUNT, REGION), registries, build_placer(settings))
         return await reconciler.plan()
 
 

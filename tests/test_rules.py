@@ -9,17 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from ecr_ocir_sync.cli.config_check import explain_image
 from ecr_ocir_sync.errors import ConfigError
 from ecr_ocir_sync.oci.digest import Digest
 from ecr_ocir_sync.rules import (
     RuleSet,
     RulesFileError,
-    RulesPlacer,
     compile_glob,
     load_rules,
-    rules_path,
 )
-from ecr_ocir_sync.settings import DeletePolicy, ServiceSettings
+from ecr_ocir_sync.rules.policy import DeletePolicy
+from ecr_ocir_sync.service.wiring import build_placer
+from ecr_ocir_sync.settings import Settings
 
 KEYS = ("mel", "syd")
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "rules.example.yaml"
@@ -550,7 +551,7 @@ def test_placement_references_accept_a_host_function_and_a_digest(tmp_path):
 def test_explain_names_the_filter_each_rule_failed_on(tmp_path):
     rules = load(tmp_path, TABLE_RULES)
 
-    lines = rules.explain("team/web", "latest")
+    lines = explain_image(rules, "team/web", "latest")
 
     assert any(
         "rules[0] 'releases': no match: tag 'latest' fully matches none of tags.include" in line
@@ -563,7 +564,7 @@ def test_explain_names_the_filter_each_rule_failed_on(tmp_path):
 def test_explain_shows_full_destination_references_with_overridden_hosts(tmp_path):
     rules = load(tmp_path, TABLE_RULES)
 
-    lines = rules.explain("team/web", "nightly-1", hosts={"syd": "127.0.0.1:5001"})
+    lines = explain_image(rules, "team/web", "nightly-1", hosts={"syd": "127.0.0.1:5001"})
 
     assert "  rules[1] 'nightly': MATCH" in lines
     assert "  mel: mel.ocir.io/ns/team/web:nightly-1" in lines
@@ -573,14 +574,14 @@ def test_explain_shows_full_destination_references_with_overridden_hosts(tmp_pat
 def test_explain_says_when_a_later_rule_also_matches(tmp_path):
     rules = load(tmp_path, TABLE_RULES)
 
-    lines = rules.explain("team/web", None)
+    lines = explain_image(rules, "team/web", None)
 
     assert "  rules[0] 'releases': MATCH" in lines
     assert "  rules[1] 'nightly': matches too, but rules[0] 'releases' comes first" in lines
 
 
 def test_explain_says_a_tagless_image_matches_on_repository_only(tmp_path):
-    lines = load(tmp_path, TABLE_RULES).explain("team/web", None, digest=DIGEST)
+    lines = explain_image(load(tmp_path, TABLE_RULES), "team/web", None, digest=DIGEST)
 
     assert any("no tag" in line for line in lines)
     assert f"  mel: mel.ocir.io/ns/mirror/web@{DIGEST}" in lines
@@ -740,23 +741,6 @@ def test_a_missing_file_is_named(tmp_path):
         load_rules(tmp_path / "nope.yaml", region_keys=KEYS, namespace="ns", delete_policy="mirror")
 
 
-@pytest.mark.parametrize(
-    ("keys", "namespace", "delete", "says"),
-    [
-        ((), "ns", "mirror", "OCI_REPO_REGION_KEY is required"),
-        (("mel", "mel"), "ns", "mirror", "OCI_REPO_REGION_KEY names a region twice"),
-        (KEYS, "", "mirror", "OCI_TENANCY='' is not an OCIR namespace"),
-        (KEYS, "a/b", "mirror", "OCI_TENANCY='a/b' is not an OCIR namespace"),
-        (KEYS, "ns", "sometimes", "SYNC_DELETE_POLICY='sometimes': expected mirror or ignore"),
-    ],
-)
-def test_bad_environment_settings_are_named_by_variable(keys, namespace, delete, says):
-    with pytest.raises(ConfigError) as caught:
-        load_rules(None, region_keys=keys, namespace=namespace, delete_policy=delete)
-
-    assert says in caught.value.message
-
-
 # --- the example and the file location -------------------------------------------------------
 
 
@@ -771,16 +755,21 @@ def test_the_documented_example_loads():
     assert destinations(rules, "team/old-name:v1.2.3") == {"mel": "ns/mirror/new-name"}
 
 
-def test_the_rules_flag_wins_over_the_environment():
-    assert rules_path(Path("flag.yaml"), {"SYNC_RULES_FILE": "env.yaml"}) == Path("flag.yaml")
+def test_the_rules_flag_wins_over_the_environment(tmp_path):
+    flag = tmp_path / "flag.yaml"
+    flag.write_text(one_rule("regions: [mel]"))
+
+    placer = build_placer(settings(SYNC_RULES_FILE=str(tmp_path / "env.yaml")), flag)
+
+    assert placer.rules.source == flag
 
 
 def test_the_rules_file_comes_from_the_environment_without_a_flag():
-    assert rules_path(None, {"SYNC_RULES_FILE": "env.yaml"}) == Path("env.yaml")
+    assert Settings.from_environ({"SYNC_RULES_FILE": "env.yaml"}).rules_file == Path("env.yaml")
 
 
 def test_without_flag_or_variable_there_is_no_rules_file():
-    assert rules_path(None, {"SYNC_RULES_FILE": " "}) is None
+    assert Settings.from_environ({"SYNC_RULES_FILE": " "}).rules_file is None
 
 
 # --- the Placer adapter ----------------------------------------------------------------------
@@ -794,7 +783,7 @@ class Image:
     pushed_at: datetime
 
 
-def settings(**overrides: str) -> ServiceSettings:
+def settings(**overrides: str) -> Settings:
     env = {
         "OCI_TENANCY": "ns",
         "OCI_USERNAME": "u",
@@ -806,11 +795,11 @@ def settings(**overrides: str) -> ServiceSettings:
         "SYNC_ALLOW_UNAUTHENTICATED": "true",
         **overrides,
     }
-    return ServiceSettings.from_env(env)
+    return Settings.from_environ(env).require_service()
 
 
 def test_the_placer_without_a_file_sends_everything_everywhere_with_region_hosts():
-    placer = RulesPlacer.from_settings(settings(), environ={})
+    placer = build_placer(settings())
 
     assert placer.destinations("team/web", "1") == {
         "mel": ("mel.ocir.io", "ns/team/web"),
@@ -824,7 +813,7 @@ def test_the_placer_reads_the_file_named_by_sync_rules_file(tmp_path):
     path = tmp_path / "rules.yaml"
     path.write_text(one_rule("repositories: {include: ['team/*']}\ndelete: ignore"))
 
-    placer = RulesPlacer.from_settings(settings(), environ={"SYNC_RULES_FILE": str(path)})
+    placer = build_placer(settings(SYNC_RULES_FILE=str(path)))
 
     assert placer.destinations("other/web", "1") is None
     assert placer.mirrors_deletes("team/web", "1") is False
@@ -836,7 +825,7 @@ def test_the_placer_reads_the_file_named_by_sync_rules_file(tmp_path):
 def test_the_placer_selects_tags_by_rule_and_push_time(tmp_path):
     path = tmp_path / "rules.yaml"
     path.write_text(one_rule("tags: {exclude: ['-rc'], latest: 2}"))
-    placer = RulesPlacer.from_settings(settings(), path, environ={})
+    placer = build_placer(settings(), path)
     images = [
         Image(("1.0", "stable"), T0),
         Image(("1.1",), T0 + timedelta(minutes=1)),

@@ -408,6 +408,28 @@ def test_start_up_names_every_missing_setting(tmp_path):
         assert name in done.stderr
 
 
+def test_an_unwritable_data_dir_stops_start_up_with_the_settings_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # a directory cannot be made under a file, not even by root
+    environ = shared_service_env(
+        "127.0.0.1:9", {"mel": "127.0.0.1:9"}, SYNC_DATA_DIR=str(blocker / "d")
+    )
+
+    done = subprocess.run(
+        [CLI, "serve", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **environ},
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("ecr-ocir-sync: error: cannot start, fix these settings:\n")
+    assert f"SYNC_DATA_DIR={str(blocker / 'd')!r}: cannot create or write there" in done.stderr
+
+
 # -- observability and shutdown --------------------------------------------------------
 
 

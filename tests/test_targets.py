@@ -7,8 +7,8 @@ import pytest
 from ecr_ocir_sync.cloud.ocir_auth import ocir_login
 from ecr_ocir_sync.errors import ConfigError
 from ecr_ocir_sync.oci.reference import parse_reference
-from ecr_ocir_sync.rules.regions import parse_region_keys, region_destinations
-from ecr_ocir_sync.settings import Endpoint, ocir_endpoints
+from ecr_ocir_sync.rules.regions import region_destinations
+from ecr_ocir_sync.settings import Endpoint, Settings
 
 SOURCE = parse_reference("123456789012.dkr.ecr.ap-southeast-2.amazonaws.com/team/app:1.4")
 
@@ -30,22 +30,32 @@ def test_an_overridden_region_endpoint_replaces_its_host():
     assert str(targets[0]) == "127.0.0.1:5001/ns/team/app:1.4"
 
 
-@pytest.mark.parametrize(("text", "keys"), [("mel,syd", ["mel", "syd"]), (" MEL ", ["mel"])])
+def region_keys(text: str) -> tuple[str, ...]:
+    settings = Settings.from_environ({"OCI_REPO_REGION_KEY": text})
+    return settings.require([], required=["OCI_REPO_REGION_KEY"]).region_keys
+
+
+@pytest.mark.parametrize(("text", "keys"), [("mel,syd", ("mel", "syd")), (" MEL ", ("mel",))])
 def test_region_keys_are_comma_separated(text, keys):
-    assert parse_region_keys(text) == keys
+    assert region_keys(text) == keys
 
 
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ("", "expected comma-separated"),
+        ("", "is required"),
         ("mel,,syd", "expected comma-separated"),
         ("mel,mel", "names a region twice"),
     ],
 )
 def test_bad_region_keys_name_the_variable(text, says):
     with pytest.raises(ConfigError, match=f"OCI_REPO_REGION_KEY.*{says}"):
-        parse_region_keys(text)
+        region_keys(text)
+
+
+def ocir_endpoints(environ: dict[str, str]) -> dict[str, Endpoint]:
+    settings = Settings.from_environ(environ).require(["OCIR_ENDPOINT_<KEY>"])
+    return settings.ocir_endpoints
 
 
 def test_ocir_endpoints_come_from_ocir_endpoint_variables():

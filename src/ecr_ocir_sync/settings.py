@@ -1,105 +1,356 @@
-"""Settings from the environment, with the original service's variable names.
+"""The one settings model: every environment variable the service and the CLI read.
 
-This module only reads and validates; it never reaches the network.
+Built once, at the entry point (``cli/main.py``), from the process environment with
+:meth:`Settings.from_environ`; everything below receives it, or plain values taken from
+it, and never reads the environment itself.
+
+Reading never fails: every bad variable is remembered by name. Each command then asks
+for what it needs (:meth:`Settings.require_service` for ``serve`` and ``reconcile``,
+:meth:`Settings.require` for the others), which raises one ConfigError naming every
+problem of those variables and every missing required one. ``copy`` with explicit
+destinations thus runs whatever the service's variables say.
+
+Every flag has one grammar (:data:`FLAG_WORDS`), blank counts as unset, and the original
+service's variable names are kept. This module never reaches the network.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
-from urllib.parse import urlsplit
+from typing import Annotated, Any, ClassVar
 
-from ecr_ocir_sync.errors import ConfigError
+from pydantic import BeforeValidator, Field, PrivateAttr, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ecr_ocir_sync import settings_values as parse
+from ecr_ocir_sync.errors import ConfigError, InvalidReferenceError
+from ecr_ocir_sync.oci.reference import check_repository
 from ecr_ocir_sync.rules.policy import DeletePolicy
+from ecr_ocir_sync.settings_values import FLAG_WORDS, Endpoint
 
 __all__ = [
+    "FALLBACKS",
+    "FLAG_WORDS",
+    "INFORMATIONAL",
+    "ApiAuth",
     "Endpoint",
-    "ServiceSettings",
-    "ocir_endpoints",
-    "parse_endpoint",
+    "LogLevel",
+    "Settings",
 ]
 
-T = TypeVar("T")
-_ACCOUNT = re.compile(r"\d{12}")
-_AWS_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d")
+SERVICE_HEADER = "cannot start, fix these settings:"
+# Accepted and read by nothing: kept from the original service so its Secrets apply as
+# they are (no field carries it).
+INFORMATIONAL = {"OCI_REGION": "kept from the original service; informational"}
+# Read only as another variable's default, so no field of their own either.
+FALLBACKS = {
+    "AWS_DEFAULT_REGION": "SYNC_ALLOWED_REGIONS",
+    "HOSTNAME": "SYNC_RECONCILE_LEADER (its StatefulSet ordinal)",
+}
+_DEFAULT_DATA_DIR = Path("/var/lib/ecr-ocir-sync")
 _MIN_API_KEY = 16
+_SECRETS = frozenset({"OCI_AUTH_TOKEN", "SYNC_API_KEY"})
+# Families read by prefix; the field's alias is the family's name in README's table.
+_FAMILIES = {
+    "OCIR_ENDPOINT_<KEY>": "OCIR_ENDPOINT_",
+    "OCI_API_REGION_<KEY>": "OCI_API_REGION_",
+    "OCI_ARTIFACTS_ENDPOINT_<KEY>": "OCI_ARTIFACTS_ENDPOINT_",
+}
+_REQUIRED_HINTS = {
+    "OCI_TENANCY": "the OCIR namespace destinations live under",
+    "OCI_USERNAME": "the OCI user whose auth token logs in to OCIR",
+    "OCI_AUTH_TOKEN": "the OCI auth token, the registry password (secret not set)",
+    "OCI_REPO_REGION_KEY": "comma-separated region keys, e.g. mel,syd",
+    "SYNC_ALLOWED_ACCOUNTS": "comma-separated AWS account IDs, e.g. 123456789012,210987654321",
+    "SYNC_ALLOWED_REGIONS": "comma-separated AWS regions, e.g. ap-southeast-2 "
+    "(AWS_DEFAULT_REGION is the default)",
+}
+_SERVICE_REQUIRED = tuple(_REQUIRED_HINTS)
+_ORDINAL = re.compile(r"-(\d+)$")
 
-_OCIR_ENDPOINT_PREFIX = "OCIR_ENDPOINT_"
+
+class ApiAuth(StrEnum):
+    """How calls to the OCI API are signed (``OCI_API_AUTH``)."""
+
+    CONFIG_FILE = "config_file"  # an API signing key from OCI_CONFIG_FILE / OCI_CONFIG_PROFILE
+    INSTANCE_PRINCIPAL = "instance_principal"  # the instance (an OKE node) in a dynamic group
+    RESOURCE_PRINCIPAL = "resource_principal"  # OCI_RESOURCE_PRINCIPAL_* variables
+    WORKLOAD_IDENTITY = "workload_identity"  # OKE workload identity: the pod's service account
+
+
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+def _namespace(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            check_repository(value)
+        except InvalidReferenceError:
+            valid = False
+        else:
+            valid = "/" not in value
+        if not valid:
+            raise ValueError(
+                "is not an OCIR namespace (lowercase letters and digits, as shown on the "
+                "tenancy's details page)"
+            ) from None
+    return value
+
+
+def _api_key(value: object) -> object:
+    if isinstance(value, str) and len(value) < _MIN_API_KEY:
+        raise ValueError(f"must be at least {_MIN_API_KEY} characters")
+    return value
+
+
+def _hosts(value: object) -> object:
+    if isinstance(value, str):
+        return frozenset(host.strip() for host in value.split(",") if host.strip())
+    return value
+
+
+Count = Annotated[int, BeforeValidator(parse.at_least(int, 1))]
+Seconds = Annotated[float, BeforeValidator(parse.at_least(float, 0))]
+
+
+Flag = Annotated[bool, BeforeValidator(parse.flag)]
+_EndpointUrl = Annotated[Endpoint, BeforeValidator(parse.endpoint)]
+_ArtifactsUrl = Annotated[str, BeforeValidator(parse.artifacts_url)]
+_Deadline = Annotated[float, BeforeValidator(parse.at_least(float, 0.1))]
+_Policy = Annotated[DeletePolicy, BeforeValidator(parse.word_of(DeletePolicy, str.lower))]
 
 
 @dataclass(frozen=True, slots=True)
-class Endpoint:
-    """A registry host and whether it is spoken to over plain HTTP."""
+class Problem:
+    """One bad variable: its name, the name it is required under (a family's) and why."""
 
-    host: str
-    insecure: bool
-
-
-def parse_endpoint(variable: str, value: str) -> Endpoint:
-    """``https://mel.ocir.io`` or ``http://127.0.0.1:5001`` → Endpoint; anything else is named."""
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
-        raise ConfigError(
-            f"{variable}={value!r}: expected a registry URL such as https://mel.ocir.io "
-            "or http://127.0.0.1:5001 (no path)"
-        )
-    return Endpoint(parts.netloc, parts.scheme == "http")
+    variable: str
+    group: str
+    message: str
 
 
-def ocir_endpoints(environ: Mapping[str, str] = os.environ) -> dict[str, Endpoint]:
-    """Region key → endpoint from ``OCIR_ENDPOINT_<KEY>`` (e.g. ``OCIR_ENDPOINT_MEL``)."""
-    return {
-        name.removeprefix(_OCIR_ENDPOINT_PREFIX).lower(): parse_endpoint(name, value)
-        for name, value in environ.items()
-        if name.startswith(_OCIR_ENDPOINT_PREFIX) and value
-    }
+class Settings(BaseSettings):
+    """Every variable of README's configuration table; build with :meth:`from_environ`."""
 
+    # Defaults are trusted (an empty OCI_TENANCY is "not set", not a bad namespace).
+    model_config = SettingsConfigDict(
+        frozen=True, extra="ignore", case_sensitive=True, validate_default=False
+    )
 
-@dataclass(frozen=True, slots=True)
-class ServiceSettings:
-    """Everything ``serve`` needs; built by :meth:`from_env`, which names every problem."""
+    # OCIR: the login and the regions
+    namespace: Annotated[str, BeforeValidator(_namespace)] = Field("", alias="OCI_TENANCY")
+    username: str = Field("", alias="OCI_USERNAME")
+    auth_token: SecretStr | None = Field(None, alias="OCI_AUTH_TOKEN")
+    region_keys: Annotated[tuple[str, ...], BeforeValidator(parse.region_keys)] = Field(
+        (), alias="OCI_REPO_REGION_KEY"
+    )
+    ocir_endpoint_variables: dict[str, _EndpointUrl] = Field(
+        default_factory=dict, alias="OCIR_ENDPOINT_<KEY>"
+    )
+    # ECR, events and the API
+    allowed_accounts: Annotated[frozenset[str], BeforeValidator(parse.account_ids)] = Field(
+        frozenset(), alias="SYNC_ALLOWED_ACCOUNTS"
+    )
+    allowed_regions: Annotated[frozenset[str], BeforeValidator(parse.aws_regions)] = Field(
+        frozenset(), alias="SYNC_ALLOWED_REGIONS"
+    )
+    ecr_endpoint: Annotated[Endpoint | None, BeforeValidator(parse.endpoint)] = Field(
+        None, alias="ECR_ENDPOINT"
+    )
+    api_key: Annotated[SecretStr | None, BeforeValidator(_api_key)] = Field(
+        None, alias="SYNC_API_KEY"
+    )
+    allow_unauthenticated: Flag = Field(False, alias="SYNC_ALLOW_UNAUTHENTICATED")
+    # The job store, workers and retries
+    data_dir: Path = Field(_DEFAULT_DATA_DIR, alias="SYNC_DATA_DIR")
+    workers: Count = Field(4, alias="SYNC_WORKERS")
+    max_attempts: Count = Field(10, alias="SYNC_MAX_ATTEMPTS")
+    retry_base_seconds: Seconds = Field(5.0, alias="SYNC_RETRY_BASE_SECONDS")
+    retry_max_seconds: Seconds = Field(600.0, alias="SYNC_RETRY_MAX_SECONDS")
+    request_attempts: Count = Field(5, alias="SYNC_REQUEST_ATTEMPTS")
+    request_retry_seconds: Seconds = Field(0.5, alias="SYNC_REQUEST_RETRY_SECONDS")
+    lease_seconds: Annotated[float, BeforeValidator(parse.at_least(float, 1))] = Field(
+        60.0, alias="SYNC_LEASE_SECONDS"
+    )
+    retention_hours: Seconds = Field(168.0, alias="SYNC_RETENTION_HOURS")
+    drain_seconds: Seconds = Field(25.0, alias="SYNC_DRAIN_SECONDS")
+    max_body_bytes: Annotated[int, BeforeValidator(parse.at_least(int, 1024))] = Field(
+        65536, alias="SYNC_MAX_BODY_BYTES"
+    )
+    # more unfinished jobs than this: /sync answers 503 + Retry-After
+    max_pending_jobs: Count = Field(10000, alias="SYNC_MAX_PENDING_JOBS")
+    # The listeners: health, readiness and metrics on their own port (0: on the API port)
+    ops_port: Annotated[int, BeforeValidator(parse.at_least(int, 0))] = Field(
+        8081, alias="SYNC_OPS_PORT"
+    )
+    # a request's headers must arrive within this, and its body within this after them
+    header_timeout_seconds: _Deadline = Field(10.0, alias="SYNC_HEADER_TIMEOUT_SECONDS")
+    body_timeout_seconds: _Deadline = Field(10.0, alias="SYNC_BODY_TIMEOUT_SECONDS")
+    # an idle kept-alive connection is closed after this
+    keep_alive_seconds: Count = Field(5, alias="SYNC_KEEP_ALIVE_SECONDS")
+    # connections + requests in flight per port; more get 503
+    max_concurrency: Annotated[int, BeforeValidator(parse.at_least(int, 2))] = Field(
+        512, alias="SYNC_MAX_CONCURRENCY"
+    )
+    api_docs: Flag = Field(False, alias="SYNC_API_DOCS")  # /docs and /openapi.json
+    insecure_variable: Annotated[frozenset[str], BeforeValidator(_hosts)] = Field(
+        frozenset(), alias="SYNC_INSECURE_REGISTRIES"
+    )
+    log_level: Annotated[LogLevel, BeforeValidator(parse.word_of(LogLevel, str.upper))] = Field(
+        LogLevel.INFO, alias="SYNC_LOG_LEVEL"
+    )
+    # Rules and reconciliation
+    delete_policy: _Policy = Field(DeletePolicy.MIRROR, alias="SYNC_DELETE_POLICY")
+    rules_file: Path | None = Field(None, alias="SYNC_RULES_FILE")
+    reconcile_interval_seconds: Seconds = Field(
+        3600.0, alias="SYNC_RECONCILE_INTERVAL_SECONDS"
+    )  # 0 turns the periodic pass off
+    reconcile_leader: Flag = Field(True, alias="SYNC_RECONCILE_LEADER")
+    # OCIR repositories created ahead of the first push
+    compartment_id: Annotated[str | None, BeforeValidator(parse.ocid)] = Field(
+        None, alias="OCI_COMPARTMENT_ID"
+    )
+    repository_immutable: Flag = Field(False, alias="OCI_REPO_IMMUTABLE")
+    api_auth: Annotated[ApiAuth, BeforeValidator(parse.word_of(ApiAuth, str.lower))] = Field(
+        ApiAuth.CONFIG_FILE, alias="OCI_API_AUTH"
+    )
+    oci_config_file: Path = Field(Path("~/.oci/config"), alias="OCI_CONFIG_FILE")
+    oci_config_profile: str = Field("DEFAULT", alias="OCI_CONFIG_PROFILE")
+    api_region_variables: dict[str, Annotated[str, BeforeValidator(parse.oci_region_id)]] = Field(
+        default_factory=dict, alias="OCI_API_REGION_<KEY>"
+    )
+    artifacts_endpoint_variables: dict[str, _ArtifactsUrl] = Field(
+        default_factory=dict, alias="OCI_ARTIFACTS_ENDPOINT_<KEY>"
+    )
+    # The CLI's and the service's fallback auth file (as skopeo reads it)
+    registry_auth_file: Path | None = Field(None, alias="REGISTRY_AUTH_FILE")
 
-    namespace: str
-    username: str
-    auth_token: str = field(repr=False)
-    region_keys: tuple[str, ...]
-    allowed_accounts: frozenset[str]
-    allowed_regions: frozenset[str]
-    api_key: str | None = field(repr=False)
-    data_dir: Path
-    oci_region: str | None = None
-    ecr_endpoint: Endpoint | None = None
-    ocir_endpoints: Mapping[str, Endpoint] = field(default_factory=dict)
-    insecure_registries: frozenset[str] = frozenset()
-    workers: int = 4
-    max_attempts: int = 10
-    retry_base_seconds: float = 5.0
-    retry_max_seconds: float = 600.0
-    request_attempts: int = 5
-    request_retry_seconds: float = 0.5
-    lease_seconds: float = 60.0
-    retention_hours: float = 168.0
-    drain_seconds: float = 25.0
-    max_body_bytes: int = 65536
-    max_pending_jobs: int = 10000  # more unfinished jobs: /sync answers 503 + Retry-After
-    ops_port: int = 8081  # health, readiness, metrics; 0 serves them on the API port
-    header_timeout_seconds: float = 10.0  # a request's headers must arrive within this
-    body_timeout_seconds: float = 10.0  # and its body within this after them
-    keep_alive_seconds: int = 5  # an idle kept-alive connection is closed after this
-    max_concurrency: int = 512  # connections + requests in flight per port; more get 503
-    api_docs: bool = False  # /docs and /openapi.json on the API port
-    delete_policy: DeletePolicy = DeletePolicy.MIRROR
-    log_level: str = "INFO"
-    reconcile_interval_seconds: float = 3600.0  # 0 turns the periodic pass off
-    reconcile_leader: bool = True  # only one pod of a StatefulSet reconciles
+    _given: frozenset[str] = PrivateAttr(frozenset())
+    _problems: tuple[Problem, ...] = PrivateAttr(())
+
+    FAMILIES: ClassVar[Mapping[str, str]] = _FAMILIES
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServiceSettings:
-        return _Reader(environ).settings()
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only what :meth:`from_environ` passes: the families need the whole environment,
+        and nothing may read the process environment behind the entry point's back."""
+        return (init_settings,)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        """Read ``environ`` (the process's, at the entry point). Never raises: each bad
+        variable takes its default and is remembered for :meth:`require`."""
+        inputs = _inputs(environ)
+        given = frozenset(name for name, value in inputs.items() if value != {})
+        problems: list[Problem] = []
+        while True:
+            try:
+                settings = cls(**inputs, **_defaults(inputs))
+            except ValidationError as error:
+                found = [_problem(item, inputs) for item in error.errors()]
+                dropped = [_drop(inputs, problem) for problem in found]
+                if not any(dropped):
+                    raise  # not one variable's fault: a bug here, not a setting
+                problems.extend(found)
+                continue
+            settings._given = given
+            settings._problems = tuple(problems)
+            return settings
+
+    @classmethod
+    def variables(cls) -> set[str]:
+        """Every variable name (and family) this model accepts, for the manifests' test."""
+        names = {str(field.alias) for field in cls.model_fields.values()}
+        return names | set(INFORMATIONAL) | set(FALLBACKS)
+
+    # -- what each command needs -------------------------------------------------
+
+    def given(self, variable: str) -> bool:
+        """Whether ``variable`` was set (non-blank) in the environment read."""
+        return variable in self._given
+
+    def problems(self, variables: Iterable[str]) -> list[str]:
+        """The problems of ``variables`` (a family by its name, e.g. OCIR_ENDPOINT_<KEY>)."""
+        wanted = set(variables)
+        return [p.message for p in self._problems if p.group in wanted]
+
+    def require(
+        self,
+        variables: Iterable[str],
+        *,
+        required: Iterable[str] = (),
+        header: str = SERVICE_HEADER,
+        extra: Iterable[str] = (),
+    ) -> Settings:
+        """``self`` when ``variables`` are good and ``required`` set; else one ConfigError
+        naming every missing and bad one (and the ``extra`` problems the caller found)."""
+        required = tuple(required)
+        messages = [
+            f"{name} is required: {_REQUIRED_HINTS.get(name, 'not set')}"
+            for name in required
+            if not self.given(name) and not self.problems([name])
+        ]
+        messages += self.problems({*variables, *required})
+        messages += extra
+        if messages:
+            raise ConfigError(f"{header}\n  - " + "\n  - ".join(messages))
+        return self
+
+    def require_service(self) -> Settings:
+        """Everything ``serve`` and ``reconcile`` need, or one ConfigError naming it all."""
+        extra = []
+        if (
+            self.api_key is None
+            and not self.allow_unauthenticated
+            and not self.problems(["SYNC_API_KEY", "SYNC_ALLOW_UNAUTHENTICATED"])
+        ):
+            extra.append(
+                "SYNC_API_KEY is required (the shared secret callers send as X-API-Key); "
+                "set SYNC_ALLOW_UNAUTHENTICATED=true to run without one"
+            )
+        variables = [str(field.alias) for field in type(self).model_fields.values()]
+        return self.require(variables, required=_SERVICE_REQUIRED, extra=extra)
+
+    # -- derived values ----------------------------------------------------------
+
+    @property
+    def ocir_endpoints(self) -> dict[str, Endpoint]:
+        """Region key → endpoint from ``OCIR_ENDPOINT_<KEY>`` (e.g. ``OCIR_ENDPOINT_MEL``)."""
+        return _by_key(self.ocir_endpoint_variables, "OCIR_ENDPOINT_<KEY>")
+
+    @property
+    def api_regions(self) -> dict[str, str]:
+        """Region key → OCI region identifier (``OCI_API_REGION_<KEY>``)."""
+        return _by_key(self.api_region_variables, "OCI_API_REGION_<KEY>")
+
+    @property
+    def artifacts_endpoints(self) -> dict[str, str]:
+        """Region key → Artifacts API URL (``OCI_ARTIFACTS_ENDPOINT_<KEY>``)."""
+        return _by_key(self.artifacts_endpoint_variables, "OCI_ARTIFACTS_ENDPOINT_<KEY>")
+
+    @property
+    def insecure_registries(self) -> frozenset[str]:
+        """Hosts spoken to over plain HTTP: SYNC_INSECURE_REGISTRIES and http:// endpoints."""
+        hosts = set(self.insecure_variable)
+        hosts |= {e.host for e in self.ocir_endpoints.values() if e.insecure}
+        if self.ecr_endpoint is not None and self.ecr_endpoint.insecure:
+            hosts.add(self.ecr_endpoint.host)
+        return frozenset(hosts)
 
     def region_endpoint(self, key: str) -> str:
         """The registry host of region ``key``."""
@@ -107,150 +358,50 @@ class ServiceSettings:
         return endpoint.host if endpoint else f"{key}.ocir.io"
 
 
-class _Reader:
-    """Reads every variable, collecting all problems before raising one ConfigError."""
+def _by_key(variables: Mapping[str, Any], family: str) -> dict[str, Any]:
+    prefix = _FAMILIES[family]
+    return {name.removeprefix(prefix).lower(): value for name, value in variables.items()}
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self.env = environ
-        self.problems: list[str] = []
 
-    def text(self, name: str, *, required: bool = False, secret: bool = False) -> str:
-        value = self.env.get(name, "").strip()
-        if required and not value:
-            what = "secret" if secret else "setting"
-            self.problems.append(f"{name} is required ({what} not set)")
-        return value
+def _inputs(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The model's input: non-blank variables, stripped, the families gathered, and the
+    two fallbacks (AWS_DEFAULT_REGION, the HOSTNAME ordinal) applied."""
+    values: dict[str, Any] = {k: str(v).strip() for k, v in environ.items() if str(v).strip()}
+    for family, prefix in _FAMILIES.items():
+        values[family] = {k: v for k, v in values.items() if k.startswith(prefix)}
+    if "SYNC_ALLOWED_REGIONS" not in values and "AWS_DEFAULT_REGION" in values:
+        values["SYNC_ALLOWED_REGIONS"] = values["AWS_DEFAULT_REGION"]
+    return values
 
-    def number(self, name: str, default: T, convert: Callable[[str], T], low: float) -> T:
-        raw = self.env.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            value = convert(raw)
-        except ValueError:
-            self.problems.append(f"{name}={raw!r} is not a number")
-            return default
-        if value < low:  # type: ignore[operator]
-            self.problems.append(f"{name}={raw!r} must be at least {low}")
-        return value
 
-    def flag(self, name: str) -> bool:
-        raw = self.env.get(name, "").strip().lower()
-        if raw not in ("", "true", "false", "1", "0", "yes", "no"):
-            self.problems.append(f"{name}={raw!r}: expected true or false")
-        return raw in ("true", "1", "yes")
+def _defaults(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults that depend on other variables (not "given": a missing one stays missing)."""
+    if "SYNC_RECONCILE_LEADER" in inputs:
+        return {}
+    return {"SYNC_RECONCILE_LEADER": _leader(inputs.get("HOSTNAME", ""))}
 
-    def listed(
-        self, name: str, pattern: re.Pattern[str], example: str, fallback: str = ""
-    ) -> frozenset[str]:
-        raw = self.env.get(name, "").strip() or fallback
-        items = [item.strip() for item in raw.split(",") if item.strip()]
-        if not items:
-            self.problems.append(f"{name} is required: comma-separated, e.g. {example}")
-        for item in items:
-            if not pattern.fullmatch(item):
-                self.problems.append(f"{name}: {item!r} is not valid, e.g. {example}")
-        return frozenset(items)
 
-    def _leader(self) -> bool:
-        """``SYNC_RECONCILE_LEADER`` if set, else pod 0 of a StatefulSet (or a lone process)."""
-        explicit = self.env.get("SYNC_RECONCILE_LEADER", "").strip().lower()
-        if explicit:
-            if explicit not in ("true", "false"):
-                self.problems.append(f"SYNC_RECONCILE_LEADER={explicit!r}: expected true or false")
-            return explicit == "true"
-        ordinal = re.search(r"-(\d+)$", self.env.get("HOSTNAME", ""))
-        return ordinal is None or ordinal.group(1) == "0"
+def _leader(hostname: str) -> bool:
+    """Without SYNC_RECONCILE_LEADER: pod 0 of a StatefulSet reconciles, as does a process
+    whose HOSTNAME has no ordinal."""
+    ordinal = _ORDINAL.search(hostname)
+    return ordinal is None or ordinal.group(1) == "0"
 
-    def settings(self) -> ServiceSettings:
-        from ecr_ocir_sync.rules.regions import parse_region_keys  # noqa: PLC0415 - leaf import
 
-        namespace = self.text("OCI_TENANCY", required=True)
-        username = self.text("OCI_USERNAME", required=True)
-        auth_token = self.text("OCI_AUTH_TOKEN", required=True, secret=True)
-        keys_text = self.text("OCI_REPO_REGION_KEY", required=True)
-        region_keys: list[str] = []
-        if keys_text:
-            try:
-                region_keys = parse_region_keys(keys_text)
-            except ConfigError as error:
-                self.problems.append(error.message)
-        accounts = self.listed("SYNC_ALLOWED_ACCOUNTS", _ACCOUNT, "123456789012,210987654321")
-        regions = self.listed(
-            "SYNC_ALLOWED_REGIONS",
-            _AWS_REGION,
-            "ap-southeast-2",
-            fallback=self.env.get("AWS_DEFAULT_REGION", ""),
-        )
-        api_key = self.text("SYNC_API_KEY") or None
-        open_ok = self.env.get("SYNC_ALLOW_UNAUTHENTICATED", "").lower() in ("1", "true", "yes")
-        if api_key is None and not open_ok:
-            self.problems.append(
-                "SYNC_API_KEY is required (the shared secret callers send as X-API-Key); "
-                "set SYNC_ALLOW_UNAUTHENTICATED=true to run without one"
-            )
-        elif api_key is not None and len(api_key) < _MIN_API_KEY:
-            self.problems.append(f"SYNC_API_KEY must be at least {_MIN_API_KEY} characters")
-        policy_text = self.env.get("SYNC_DELETE_POLICY", "mirror").strip().lower()
-        if policy_text not in {p.value for p in DeletePolicy}:
-            self.problems.append(f"SYNC_DELETE_POLICY={policy_text!r}: expected mirror or ignore")
-            policy_text = "mirror"
-        endpoints: dict[str, Endpoint] = {}
-        ecr_endpoint: Endpoint | None = None
-        try:
-            endpoints = ocir_endpoints(self.env)
-            raw_ecr = self.env.get("ECR_ENDPOINT", "").strip()
-            ecr_endpoint = parse_endpoint("ECR_ENDPOINT", raw_ecr) if raw_ecr else None
-        except ConfigError as error:
-            self.problems.append(error.message)
-        insecure = {h.strip() for h in self.env.get("SYNC_INSECURE_REGISTRIES", "").split(",")}
-        insecure |= {e.host for e in endpoints.values() if e.insecure}
-        if ecr_endpoint is not None and ecr_endpoint.insecure:
-            insecure.add(ecr_endpoint.host)
-        level = self.env.get("SYNC_LOG_LEVEL", "INFO").strip().upper()
-        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            self.problems.append(
-                f"SYNC_LOG_LEVEL={level!r}: expected DEBUG, INFO, WARNING or ERROR"
-            )
-        settings = ServiceSettings(
-            namespace=namespace,
-            username=username,
-            auth_token=auth_token,
-            region_keys=tuple(region_keys),
-            allowed_accounts=accounts,
-            allowed_regions=regions,
-            api_key=api_key,
-            data_dir=Path(self.env.get("SYNC_DATA_DIR", "").strip() or "/var/lib/ecr-ocir-sync"),
-            oci_region=self.text("OCI_REGION") or None,
-            ecr_endpoint=ecr_endpoint,
-            ocir_endpoints=endpoints,
-            insecure_registries=frozenset(h for h in insecure if h),
-            workers=self.number("SYNC_WORKERS", 4, int, 1),
-            max_attempts=self.number("SYNC_MAX_ATTEMPTS", 10, int, 1),
-            retry_base_seconds=self.number("SYNC_RETRY_BASE_SECONDS", 5.0, float, 0),
-            retry_max_seconds=self.number("SYNC_RETRY_MAX_SECONDS", 600.0, float, 0),
-            request_attempts=self.number("SYNC_REQUEST_ATTEMPTS", 5, int, 1),
-            request_retry_seconds=self.number("SYNC_REQUEST_RETRY_SECONDS", 0.5, float, 0),
-            lease_seconds=self.number("SYNC_LEASE_SECONDS", 60.0, float, 1),
-            retention_hours=self.number("SYNC_RETENTION_HOURS", 168.0, float, 0),
-            drain_seconds=self.number("SYNC_DRAIN_SECONDS", 25.0, float, 0),
-            max_body_bytes=self.number("SYNC_MAX_BODY_BYTES", 65536, int, 1024),
-            max_pending_jobs=self.number("SYNC_MAX_PENDING_JOBS", 10000, int, 1),
-            ops_port=self.number("SYNC_OPS_PORT", 8081, int, 0),
-            header_timeout_seconds=self.number("SYNC_HEADER_TIMEOUT_SECONDS", 10.0, float, 0.1),
-            body_timeout_seconds=self.number("SYNC_BODY_TIMEOUT_SECONDS", 10.0, float, 0.1),
-            keep_alive_seconds=self.number("SYNC_KEEP_ALIVE_SECONDS", 5, int, 1),
-            max_concurrency=self.number("SYNC_MAX_CONCURRENCY", 512, int, 2),
-            api_docs=self.flag("SYNC_API_DOCS"),
-            delete_policy=DeletePolicy(policy_text),
-            log_level=level,
-            reconcile_interval_seconds=self.number(
-                "SYNC_RECONCILE_INTERVAL_SECONDS", 3600.0, float, 0
-            ),
-            reconcile_leader=self._leader(),
-        )
-        if self.problems:
-            raise ConfigError(
-                "cannot start, fix these settings:\n  - " + "\n  - ".join(self.problems)
-            )
-        return settings
+def _problem(error: Any, inputs: Mapping[str, Any]) -> Problem:
+    """A pydantic error as ``NAME='value': why`` (a secret's value is never shown)."""
+    location = error["loc"]
+    field = Settings.model_fields.get(str(location[0]))
+    group = str(field.alias) if field is not None else str(location[0])
+    variable = str(location[1]) if group in _FAMILIES and len(location) > 1 else group
+    raw = inputs[group].get(variable) if group in _FAMILIES else inputs.get(group)
+    context = error.get("ctx") or {}
+    why = str(context["error"]) if "error" in context else str(error["msg"])
+    shown = variable if variable in _SECRETS else f"{variable}={raw!r}"
+    return Problem(variable, group, f"{shown}: {why}")
+
+
+def _drop(inputs: dict[str, Any], problem: Problem) -> bool:
+    """Forget a bad input so that its default stands in while the others are read."""
+    found = inputs[problem.group] if problem.group in _FAMILIES else inputs
+    return found.pop(problem.variable, None) is not None

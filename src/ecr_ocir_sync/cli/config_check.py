@@ -8,9 +8,8 @@ settings or a malformed IMAGE.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -18,17 +17,26 @@ from ecr_ocir_sync.cloud.ecr_auth import ECR_HOST
 from ecr_ocir_sync.errors import ConfigError, SyncError
 from ecr_ocir_sync.oci.digest import Digest, parse_digest
 from ecr_ocir_sync.oci.reference import check_repository, check_tag, parse_reference
-from ecr_ocir_sync.rules.policy import DeletePolicy
-from ecr_ocir_sync.rules.regions import parse_region_keys
-from ecr_ocir_sync.settings import ocir_endpoints
 
 if TYPE_CHECKING:
-    from ecr_ocir_sync.rules import RuleSet
+    from ecr_ocir_sync.rules import HostLookup, Rule, RuleSet
+    from ecr_ocir_sync.settings import Settings
 
 # The rules package (PyYAML, packaging) is imported when a check runs, not for --help.
 RULES_FILE_VARIABLE = "SYNC_RULES_FILE"
 
-__all__ = ["ImageName", "add_config_command", "parse_image", "run_config_command"]
+__all__ = [
+    "ImageName",
+    "add_config_command",
+    "describe_rule",
+    "explain_image",
+    "parse_image",
+    "run_config_command",
+]
+
+# What config check reads; the two region settings are required.
+_REQUIRED = ("OCI_REPO_REGION_KEY", "OCI_TENANCY")
+_READ = ("SYNC_DELETE_POLICY", "OCIR_ENDPOINT_<KEY>", RULES_FILE_VARIABLE)
 
 _EPILOG = f"""\
 IMAGE is an ECR repository with a tag (team/web:1.4), a digest (team/web@sha256:<hex>)
@@ -97,42 +105,17 @@ def parse_image(text: str) -> ImageName:
     return check_repository(repository), tag, digest
 
 
-def _environment(environ: Mapping[str, str]) -> tuple[list[str], str, str, dict[str, str]]:
-    """(region keys, namespace, delete policy, region → host), or ConfigError naming all gaps."""
-    problems: list[str] = []
-    keys: list[str] = []
-    keys_text = environ.get("OCI_REPO_REGION_KEY", "").strip()
-    if not keys_text:
-        problems.append(
-            "OCI_REPO_REGION_KEY is required: the region keys rules may use, e.g. mel,syd"
-        )
-    else:
-        try:
-            keys = parse_region_keys(keys_text)
-        except ConfigError as error:
-            problems.append(error.message)
-    namespace = environ.get("OCI_TENANCY", "").strip()
-    if not namespace:
-        problems.append("OCI_TENANCY is required: the OCIR namespace destinations live under")
-    policy = environ.get("SYNC_DELETE_POLICY", "mirror").strip().lower() or "mirror"
-    if policy not in {p.value for p in DeletePolicy}:
-        problems.append(f"SYNC_DELETE_POLICY={policy!r}: expected mirror or ignore")
-    hosts: dict[str, str] = {}
-    try:
-        hosts = {key: endpoint.host for key, endpoint in ocir_endpoints(environ).items()}
-    except ConfigError as error:
-        problems.append(error.message)
-    if problems:
-        raise ConfigError("config check needs these settings:\n  - " + "\n  - ".join(problems))
-    return keys, namespace, policy, hosts
+def _check(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    settings.require(_READ, required=_REQUIRED, header="config check needs these settings:")
+    from ecr_ocir_sync.rules import load_rules  # noqa: PLC0415 - see above
 
-
-def _check(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO) -> int:
-    keys, namespace, policy, hosts = _environment(environ)
-    from ecr_ocir_sync.rules import load_rules, rules_path  # noqa: PLC0415 - see above
-
-    path = rules_path(args.rules, environ)
-    rules = load_rules(path, region_keys=keys, namespace=namespace, delete_policy=policy)
+    rules = load_rules(
+        args.rules or settings.rules_file,
+        region_keys=settings.region_keys,
+        namespace=settings.namespace,
+        delete_policy=settings.delete_policy,
+    )
+    hosts = {key: endpoint.host for key, endpoint in settings.ocir_endpoints.items()}
     if args.image is None:
         _print_summary(rules, out)
         return 0
@@ -140,7 +123,7 @@ def _check(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO) ->
     host, slash, _ = args.image.partition("/")
     if slash and _looks_like_host(host) and not ECR_HOST.fullmatch(host):
         print(f"note: {host} is not an ECR host; rules see repository '{repository}'", file=out)
-    for line in rules.explain(repository, tag, digest=digest, hosts=hosts):
+    for line in explain_image(rules, repository, tag, digest=digest, hosts=hosts):
         print(line, file=out)
     try:
         return 0 if rules.place(repository, tag) is not None else 1
@@ -157,22 +140,105 @@ def _print_summary(rules: RuleSet, out: TextIO) -> None:
     else:
         count = len(rules.rules)
         print(f"rules file OK: {count} rule{'' if count == 1 else 's'}", file=out)
-    for line in rules.describe():
-        print(f"  {line}", file=out)
+    for rule in rules.rules:
+        print(f"  {describe_rule(rule)}", file=out)
 
 
 def run_config_command(
     args: argparse.Namespace,
+    settings: Settings,
     *,
-    environ: Mapping[str, str] | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
 ) -> int:
     """Run ``config check``; returns the exit status and prints errors itself (never raises
-    SyncError). ``environ``, ``stdout`` and ``stderr`` default to the process's."""
+    SyncError). ``stdout`` and ``stderr`` default to the process's."""
     out = stdout or sys.stdout
     try:
-        return _check(args, os.environ if environ is None else environ, out)
+        return _check(args, settings, out)
     except SyncError as error:
         print(f"ecr-ocir-sync: error: {error}", file=stderr or sys.stderr)
         return 2
+
+
+def _quoted(texts: Sequence[str]) -> str:
+    return ", ".join(f"'{text}'" for text in texts)
+
+
+def _regions(count: int) -> str:
+    return f"{count} region{'' if count == 1 else 's'}"
+
+
+def describe_rule(rule: Rule) -> str:
+    """One line per rule for ``config check``: what it matches, where it sends it."""
+    parts = [f"repositories {_quoted([g.text for g in rule.repositories.include])}"]
+    if rule.repositories.exclude:
+        parts[0] += f" except {_quoted([g.text for g in rule.repositories.exclude])}"
+    tags: list[str] = []
+    if rule.tags.include:
+        tags.append(f"include {_quoted([r.pattern for r in rule.tags.include])}")
+    if rule.tags.exclude:
+        tags.append(f"exclude {_quoted([r.pattern for r in rule.tags.exclude])}")
+    if rule.tags.semver is not None:
+        tags.append(f"semver '{rule.tags.semver.text}'")
+    if rule.tags.latest is not None:
+        tags.append(f"newest {rule.tags.latest}")
+    parts.append(f"tags {', '.join(tags) if tags else 'all'}")
+    parts.append(f"regions {', '.join(rule.regions)}")
+    if not rule.mapping.identity:
+        m = rule.mapping
+        parts.append(
+            f"mapping rename {len(m.rename)}, strip '{m.strip_prefix}', add '{m.add_prefix}'"
+        )
+    parts.append(f"delete {rule.delete_policy.value}")
+    parts.append(f"referrers {'on' if rule.referrers else 'off'}")
+    return f"{rule.label}: {'; '.join(parts)}"
+
+
+def explain_image(
+    rules: RuleSet,
+    repository: str,
+    tag: str | None,
+    *,
+    digest: Digest | None = None,
+    hosts: HostLookup = None,
+) -> list[str]:
+    """Lines for humans: every rule in order, matched or why not, then the destinations
+    as full references (``hosts`` shows OCIR_ENDPOINT_<KEY> overrides)."""
+    image = f"{repository}:{tag}" if tag is not None else repository
+    if digest is not None:
+        image += f"@{digest}"
+    origin = f"rules file {rules.source}" if rules.source else "no rules file (environment)"
+    lines = [f"image {image}; {origin}; namespace {rules.namespace}"]
+    if tag is None:
+        lines.append("no tag: rules match on the repository only, as for a push by digest")
+    winner: Rule | None = None
+    for rule in rules.rules:
+        reason = rule.mismatch(repository, tag)
+        if reason is not None:
+            lines.append(f"  {rule.label}: no match: {reason}")
+        elif winner is None:
+            winner = rule
+            lines.append(f"  {rule.label}: MATCH")
+        else:
+            lines.append(f"  {rule.label}: matches too, but {winner.label} comes first")
+    if winner is None:
+        lines.append(f"result: no rule matches {image}, so it is not synced")
+        return lines
+    try:
+        placement = rules.placement(winner, repository)
+    except ConfigError as error:
+        lines.append(f"result: {error.message}")
+        return lines
+    lines.append(
+        f"result: {winner.label} sends it to {_regions(len(placement.destinations))}, "
+        f"delete {winner.delete_policy.value}, referrers {'on' if winner.referrers else 'off'}"
+    )
+    references = placement.references(tag, digest, hosts=hosts)
+    lines.extend(f"  {key}: {reference}" for key, reference in references.items())
+    if winner.tags.latest is not None:
+        lines.append(
+            f"note: tags.latest {winner.tags.latest} applies to reconciliation only; "
+            "an event for a new push always counts as newest"
+        )
+    return lines

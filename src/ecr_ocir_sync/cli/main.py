@@ -17,21 +17,19 @@ from pathlib import Path
 from ecr_ocir_sync import __version__
 from ecr_ocir_sync.cli.config_check import add_config_command, run_config_command
 from ecr_ocir_sync.cli.service_commands import add_service_commands, run_service_command
-from ecr_ocir_sync.cloud.credential_chain import (
-    CredentialSettings,
-    build_credentials,
-    ocir_login_from_env,
-)
+from ecr_ocir_sync.cloud.credential_chain import CredentialSettings, OcirLogin, build_credentials
 from ecr_ocir_sync.engine.destination import Destination
 from ecr_ocir_sync.engine.progress import ProgressListener, ignore_progress
 from ecr_ocir_sync.engine.result import CopyResult
 from ecr_ocir_sync.errors import ConfigError, SyncError
 from ecr_ocir_sync.oci.reference import ImageReference, parse_reference
 from ecr_ocir_sync.registry.pool import Registries
-from ecr_ocir_sync.rules.regions import parse_region_keys, region_destinations
-from ecr_ocir_sync.settings import ocir_endpoints
+from ecr_ocir_sync.rules.regions import region_destinations
+from ecr_ocir_sync.settings import Settings
 
 __all__ = ["main"]
+
+_HEADER = "fix these settings:"
 
 _EPILOG = """\
 references look like host[:port]/repo/path:tag or host[:port]/repo/path@sha256:<hex>.
@@ -123,22 +121,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What copy and delete read: the OCIR login and endpoints, used only when present.
+_REGISTRY_VARIABLES = (
+    "OCI_TENANCY",
+    "OCI_USERNAME",
+    "OCI_AUTH_TOKEN",
+    "OCIR_ENDPOINT_<KEY>",
+    "REGISTRY_AUTH_FILE",
+)
+
+
 def _destination_references(
-    args: argparse.Namespace, source: ImageReference
+    args: argparse.Namespace, source: ImageReference, settings: Settings
 ) -> list[ImageReference]:
     if args.destinations:
         references = [parse_reference(text) for text in args.destinations]
     else:
-        keys = os.environ.get("OCI_REPO_REGION_KEY", "")
-        namespace = os.environ.get("OCI_TENANCY", "")
-        if not keys or not namespace:
+        if not (settings.given("OCI_REPO_REGION_KEY") and settings.given("OCI_TENANCY")):
             raise ConfigError(
                 "no DEST given: name destinations, or set OCI_REPO_REGION_KEY (e.g. 'mel,syd') "
                 "and OCI_TENANCY (the OCIR namespace)"
             )
-        endpoints = {key: endpoint.host for key, endpoint in ocir_endpoints().items()}
+        settings.require(["OCI_REPO_REGION_KEY", "OCI_TENANCY"], header=_HEADER)
+        endpoints = {key: endpoint.host for key, endpoint in settings.ocir_endpoints.items()}
         references = region_destinations(
-            source, region_keys=parse_region_keys(keys), namespace=namespace, endpoints=endpoints
+            source,
+            region_keys=settings.region_keys,
+            namespace=settings.namespace,
+            endpoints=endpoints,
         )
     for reference in references:
         if reference.digest is not None:
@@ -149,16 +159,17 @@ def _destination_references(
     return references
 
 
-def _registries(args: argparse.Namespace) -> Registries:
-    endpoints = ocir_endpoints()
-    settings = CredentialSettings(
-        authfile=args.authfile,
+def _registries(args: argparse.Namespace, settings: Settings) -> Registries:
+    settings.require(_REGISTRY_VARIABLES, header=_HEADER)
+    endpoints = settings.ocir_endpoints
+    credentials = CredentialSettings(
+        authfile=args.authfile or settings.registry_auth_file,
         ecr_hosts=dict(args.ecr),
-        ocir=ocir_login_from_env(),
+        ocir=OcirLogin.from_settings(settings),
         ocir_hosts={key: endpoint.host for key, endpoint in endpoints.items()},
     )
     insecure = {*args.insecure, *(e.host for e in endpoints.values() if e.insecure)}
-    return Registries(build_credentials(settings), insecure=frozenset(insecure))
+    return Registries(build_credentials(credentials), insecure=frozenset(insecure))
 
 
 def _listener(args: argparse.Namespace) -> tuple[ProgressListener, AbstractContextManager[object]]:
@@ -170,11 +181,11 @@ def _listener(args: argparse.Namespace) -> tuple[ProgressListener, AbstractConte
     return display, display
 
 
-async def _run(args: argparse.Namespace) -> CopyResult:
+async def _run(args: argparse.Namespace, settings: Settings) -> CopyResult:
     from ecr_ocir_sync.engine.delete import delete_image  # noqa: PLC0415 - keeps --help fast
     from ecr_ocir_sync.engine.mirror import mirror_image  # noqa: PLC0415
 
-    async with _registries(args) as registries:
+    async with _registries(args, settings) as registries:
         if args.command == "delete":
             references = [parse_reference(text) for text in args.destinations]
             targets = [Destination(registries.client(r.registry), r) for r in references]
@@ -182,7 +193,7 @@ async def _run(args: argparse.Namespace) -> CopyResult:
         source = parse_reference(args.source)
         targets = [
             Destination(registries.client(r.registry), r)
-            for r in _destination_references(args, source)
+            for r in _destination_references(args, source, settings)
         ]
         listener, display = _listener(args)
         with display:
@@ -197,12 +208,14 @@ async def _run(args: argparse.Namespace) -> CopyResult:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The one place the environment is read; every command takes what it needs from here.
+    settings = Settings.from_environ(os.environ)
     if args.command == "config":
-        return run_config_command(args)
+        return run_config_command(args, settings)
     try:
         if args.command in ("serve", "jobs", "reconcile"):
-            return run_service_command(args)
-        result = asyncio.run(_run(args))
+            return run_service_command(args, settings)
+        result = asyncio.run(_run(args, settings))
     except SyncError as error:
         print(f"ecr-ocir-sync: error: {error}", file=sys.stderr)
         return 2

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ecr_ocir_sync.settings import Settings
 
 __all__ = ["add_service_commands", "run_service_command"]
 
@@ -54,10 +56,10 @@ def add_service_commands(commands: Any) -> None:
     retry.add_argument("job_id")
 
 
-def _data_dir(args: argparse.Namespace) -> Path:
+def _data_dir(args: argparse.Namespace, settings: Settings) -> Path:
     from ecr_ocir_sync.errors import ConfigError  # noqa: PLC0415
 
-    path = args.data_dir or os.environ.get("SYNC_DATA_DIR")
+    path = args.data_dir or (settings.data_dir if settings.given("SYNC_DATA_DIR") else None)
     if not path:
         raise ConfigError("no job store: pass --data-dir or set SYNC_DATA_DIR")
     store_file = Path(path) / "jobs.sqlite3"
@@ -74,11 +76,11 @@ def _job_line(job: Any) -> str:
     return line
 
 
-async def _jobs(args: argparse.Namespace) -> int:
+async def _jobs(args: argparse.Namespace, settings: Settings) -> int:
     from ecr_ocir_sync.jobs.model import JobState  # noqa: PLC0415
     from ecr_ocir_sync.jobs.store import JobNotFoundError, JobStateError, JobStore  # noqa: PLC0415
 
-    store = JobStore(_data_dir(args)).open()
+    store = JobStore(_data_dir(args, settings)).open()
     try:
         if args.jobs_command == "list":
             state = JobState(args.state) if args.state else None
@@ -106,17 +108,15 @@ async def _jobs(args: argparse.Namespace) -> int:
         store.close()
 
 
-async def _reconcile(args: argparse.Namespace) -> int:
+async def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from ecr_ocir_sync.cli.report import print_plan  # noqa: PLC0415
     from ecr_ocir_sync.jobs.store import JobStore  # noqa: PLC0415
     from ecr_ocir_sync.reconcile.loop import apply_plans, plan_all  # noqa: PLC0415
-    from ecr_ocir_sync.rules import RulesPlacer  # noqa: PLC0415
-    from ecr_ocir_sync.service.wiring import build_registries  # noqa: PLC0415
-    from ecr_ocir_sync.settings import ServiceSettings  # noqa: PLC0415
+    from ecr_ocir_sync.service.wiring import build_placer, build_registries  # noqa: PLC0415
 
-    settings = ServiceSettings.from_env()
+    settings.require_service()
     async with build_registries(settings) as registries:
-        placer = RulesPlacer.from_settings(settings)
+        placer = build_placer(settings)
         plans = await plan_all(settings, registries, placer, args.repository)
     if args.json:
         print(json.dumps([plan.to_json() for plan in plans], indent=2, default=str))
@@ -135,13 +135,13 @@ async def _reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_service_command(args: argparse.Namespace) -> int:
+def run_service_command(args: argparse.Namespace, settings: Settings) -> int:
+    """``serve`` and ``reconcile`` need every service setting; ``jobs`` only the store."""
     if args.command == "reconcile":
-        return asyncio.run(_reconcile(args))
+        return asyncio.run(_reconcile(args, settings))
     if args.command == "serve":
         from ecr_ocir_sync.service.server import serve  # noqa: PLC0415
-        from ecr_ocir_sync.settings import ServiceSettings  # noqa: PLC0415
 
-        serve(ServiceSettings.from_env(), args.host, args.port)
+        serve(settings.require_service(), args.host, args.port)
         return 0
-    return asyncio.run(_jobs(args))
+    return asyncio.run(_jobs(args, settings))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ecr_ocir_sync.cloud.ecr_auth import EcrCredentialProvider
 from ecr_ocir_sync.cloud.ocir_auth import OcirCredentials
@@ -16,7 +16,10 @@ from ecr_ocir_sync.registry.credentials import (
     default_authfile,
 )
 
-__all__ = ["CredentialSettings", "OcirLogin", "build_credentials", "ocir_login_from_env"]
+if TYPE_CHECKING:
+    from ecr_ocir_sync.settings import Settings
+
+__all__ = ["CredentialSettings", "OcirLogin", "build_credentials"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,27 +28,26 @@ class OcirLogin:
     username: str
     auth_token: str = field(repr=False)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OcirLogin | None:
+        """The original service's ``OCI_TENANCY`` / ``OCI_USERNAME`` / ``OCI_AUTH_TOKEN``;
+        None unless all three are set."""
+        token = settings.auth_token.get_secret_value() if settings.auth_token else ""
+        if settings.namespace and settings.username and token:
+            return cls(settings.namespace, settings.username, token)
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class CredentialSettings:
     """Everything that decides which credentials a registry host gets."""
 
-    authfile: Path | None = None
+    authfile: Path | None = None  # --authfile, else REGISTRY_AUTH_FILE; None: ~/.docker
     # Registry host → (account, region) for ECR endpoints that do not look like ECR.
     ecr_hosts: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     ecr_api_endpoint: str | None = None
     ocir: OcirLogin | None = None
     ocir_hosts: Mapping[str, str] = field(default_factory=dict)
-
-
-def ocir_login_from_env(environ: Mapping[str, str] = os.environ) -> OcirLogin | None:
-    """The original service's ``OCI_TENANCY`` / ``OCI_USERNAME`` / ``OCI_AUTH_TOKEN``."""
-    namespace = environ.get("OCI_TENANCY", "")
-    username = environ.get("OCI_USERNAME", "")
-    token = environ.get("OCI_AUTH_TOKEN", "")
-    if namespace and username and token:
-        return OcirLogin(namespace, username, token)
-    return None
 
 
 def build_credentials(settings: CredentialSettings) -> CredentialProvider:

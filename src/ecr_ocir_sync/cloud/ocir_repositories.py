@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from ecr_ocir_sync.errors import (
     AuthError,
@@ -35,6 +31,7 @@ from ecr_ocir_sync.errors import (
     RegistryError,
     UnavailableError,
 )
+from ecr_ocir_sync.settings import ApiAuth
 
 __all__ = [
     "ApiAuth",
@@ -44,35 +41,16 @@ __all__ = [
 
 log = logging.getLogger("ecr_ocir_sync.cloud.ocir_repositories")
 
-# ocid1.<type>.<realm>.[region][.future].<unique id>; the root compartment is the tenancy.
-_COMPARTMENT = re.compile(
-    r"ocid1\.(?P<type>compartment|tenancy)\.oc\d+\.[a-z0-9-]*(?:\.[a-z0-9-]*)?\.[a-z0-9]+"
-)
-_REGION_ID = re.compile(r"[a-z]{2}(?:-[a-z0-9]+)+-\d+")
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-# Not OCI_REGION_<KEY>: the SDK reads OCI_REGION_METADATA, and OCI_REGION is the original
-# service's own variable.
-_REGION_PREFIX = "OCI_API_REGION_"
-_ENDPOINT_PREFIX = "OCI_ARTIFACTS_ENDPOINT_"
 # Connect and read timeouts of one Artifacts API call, in seconds.
 _TIMEOUT = (10.0, 30.0)
 # A repository in one of these states is on its way out; any other state counts as existing.
 _GONE = frozenset({"DELETING", "DELETED"})
 
 
-class ApiAuth(StrEnum):
-    """How calls to the OCI API are signed (``OCI_API_AUTH``)."""
-
-    CONFIG_FILE = "config_file"  # an API signing key from OCI_CONFIG_FILE / OCI_CONFIG_PROFILE
-    INSTANCE_PRINCIPAL = "instance_principal"  # the instance (an OKE node) in a dynamic group
-    RESOURCE_PRINCIPAL = "resource_principal"  # OCI_RESOURCE_PRINCIPAL_* variables
-    WORKLOAD_IDENTITY = "workload_identity"  # OKE workload identity: the pod's service account
-
-
 @dataclass(frozen=True, slots=True)
 class OcirRepositorySettings:
-    """Where and how repositories are created; :meth:`from_env` returns None when off."""
+    """Where and how repositories are created (``service.wiring.repository_settings``
+    builds it from the settings, which validated every value)."""
 
     compartment_id: str
     immutable: bool = False
@@ -88,81 +66,6 @@ class OcirRepositorySettings:
     def in_root(self) -> bool:
         """Whether the compartment is the tenancy itself (the root compartment)."""
         return self.compartment_id.startswith("ocid1.tenancy.")
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> OcirRepositorySettings | None:
-        """None without ``OCI_COMPARTMENT_ID``; one ConfigError naming every bad variable."""
-        compartment = environ.get("OCI_COMPARTMENT_ID", "").strip()
-        if not compartment:
-            return None
-        problems: list[str] = []
-        if not _COMPARTMENT.fullmatch(compartment):
-            problems.append(
-                f"OCI_COMPARTMENT_ID={compartment!r}: expected a compartment OCID such as "
-                "ocid1.compartment.oc1..aaaa… (or the tenancy's ocid1.tenancy.oc1..aaaa… "
-                "for the root compartment)"
-            )
-        immutable = False
-        raw_immutable = environ.get("OCI_REPO_IMMUTABLE", "").strip().lower()
-        if raw_immutable in _TRUE:
-            immutable = True
-        elif raw_immutable not in (*_FALSE, ""):
-            problems.append(f"OCI_REPO_IMMUTABLE={raw_immutable!r}: expected true or false")
-        auth = ApiAuth.CONFIG_FILE
-        raw_auth = environ.get("OCI_API_AUTH", "").strip().lower() or ApiAuth.CONFIG_FILE.value
-        try:
-            auth = ApiAuth(raw_auth)
-        except ValueError:
-            problems.append(
-                f"OCI_API_AUTH={raw_auth!r}: expected one of "
-                + ", ".join(mode.value for mode in ApiAuth)
-            )
-        config_file = environ.get("OCI_CONFIG_FILE", "").strip() or "~/.oci/config"
-        profile = environ.get("OCI_CONFIG_PROFILE", "").strip() or "DEFAULT"
-        regions, endpoints = _overrides(environ, problems)
-        if problems:
-            raise ConfigError(
-                "cannot create OCIR repositories, fix these settings:\n  - "
-                + "\n  - ".join(problems)
-            )
-        return cls(
-            compartment_id=compartment,
-            immutable=immutable,
-            auth=auth,
-            config_file=Path(config_file),
-            profile=profile,
-            regions=regions,
-            endpoints=endpoints,
-        )
-
-
-def _overrides(
-    environ: Mapping[str, str], problems: list[str]
-) -> tuple[dict[str, str], dict[str, str]]:
-    """``OCI_API_REGION_<KEY>`` and ``OCI_ARTIFACTS_ENDPOINT_<KEY>``, by lower-case region key."""
-    regions: dict[str, str] = {}
-    endpoints: dict[str, str] = {}
-    for name, raw in sorted(environ.items()):
-        value = raw.strip()
-        if not value:
-            continue
-        if name.startswith(_REGION_PREFIX):
-            if _REGION_ID.fullmatch(value):
-                regions[name.removeprefix(_REGION_PREFIX).lower()] = value
-            else:
-                problems.append(
-                    f"{name}={value!r}: expected an OCI region identifier such as ap-melbourne-1"
-                )
-        elif name.startswith(_ENDPOINT_PREFIX):
-            parts = urlsplit(value)
-            if parts.scheme in ("http", "https") and parts.netloc and parts.path in ("", "/"):
-                endpoints[name.removeprefix(_ENDPOINT_PREFIX).lower()] = value.rstrip("/")
-            else:
-                problems.append(
-                    f"{name}={value!r}: expected the Artifacts API's URL such as "
-                    "https://artifacts.ap-melbourne-1.oci.oraclecloud.com (no path)"
-                )
-    return regions, endpoints
 
 
 @dataclass(slots=True)
@@ -314,7 +217,7 @@ class OcirRepositories:
             return key
         raise ConfigError(
             f"OCIR region key {region_key!r} is not a region the OCI SDK knows; set "
-            f"{_REGION_PREFIX}{key.upper()} to its region identifier (e.g. ap-melbourne-1)"
+            f"OCI_API_REGION_{key.upper()} to its region identifier (e.g. ap-melbourne-1)"
         )
 
     def _config_file(self) -> dict[str, Any]:

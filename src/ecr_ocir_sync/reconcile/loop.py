@@ -23,7 +23,7 @@ from ecr_ocir_sync.observability.metrics import Metrics
 from ecr_ocir_sync.reconcile.planner import ReconcilePlan, Reconciler
 from ecr_ocir_sync.registry.pool import Registries
 from ecr_ocir_sync.rules.placer import Placer
-from ecr_ocir_sync.settings import ServiceSettings
+from ecr_ocir_sync.settings import Settings
 
 __all__ = ["ReconcileLoop", "apply_plans", "plan_all"]
 
@@ -31,7 +31,7 @@ log = logging.getLogger("ecr_ocir_sync.reconcile.planner")
 
 
 async def plan_all(
-    settings: ServiceSettings, registries: Registries, placer: Placer, pattern: str = "*"
+    settings: Settings, registries: Registries, placer: Placer, pattern: str = "*"
 ) -> list[ReconcilePlan]:
     """A plan for every allowed account and region."""
     plans = []
@@ -55,7 +55,7 @@ class ReconcileLoop:
 
     def __init__(
         self,
-        settings: ServiceSettings,
+        settings: Settings,
         registries: Registries,
         placer: Placer,
         store: JobStore,

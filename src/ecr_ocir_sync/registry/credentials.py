@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,10 +68,8 @@ def _auth_key_host(key: str) -> str:
 
 
 def default_authfile() -> Path | None:
-    """``$REGISTRY_AUTH_FILE``, else ``~/.docker/config.json``, as skopeo and crane look."""
-    env = os.environ.get("REGISTRY_AUTH_FILE")
-    if env:
-        return Path(env)
+    """``~/.docker/config.json`` when it exists: where skopeo and crane look when neither
+    ``--authfile`` nor ``REGISTRY_AUTH_FILE`` (the caller's settings) names a file."""
     docker = Path.home() / ".docker" / "config.json"
     return docker if docker.exists() else None
 

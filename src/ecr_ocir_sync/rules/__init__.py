@@ -8,13 +8,14 @@ The format is documented in ``docs/rules.example.yaml``.
 
 Typical use::
 
-    rules = load_rules(rules_path(args.rules), region_keys=settings.region_keys,
+    rules = load_rules(settings.rules_file, region_keys=settings.region_keys,
                        namespace=settings.namespace, delete_policy=settings.delete_policy)
     placement = rules.place("team/web", "1.4")        # None: not synced
     placement.destinations                              # {"mel": "ns/mirror/web"}
     placement.delete_policy, placement.referrers
 
-or, where a ``reconcile.Placer`` is wanted, ``RulesPlacer.from_settings(settings, args.rules)``.
+or, where a :class:`Placer` is wanted, ``RulesPlacer(rules, settings.region_endpoint)``
+(``service.wiring.build_placer``). Nothing here reads the settings or the environment.
 """
 
 from ecr_ocir_sync.rules.loader import (
@@ -22,7 +23,6 @@ from ecr_ocir_sync.rules.loader import (
     SUPPORTED_VERSIONS,
     RulesFileError,
     load_rules,
-    rules_path,
 )
 from ecr_ocir_sync.rules.model import (
     HostLookup,
@@ -53,6 +53,5 @@ __all__ = [
     "TagFilter",
     "compile_glob",
     "load_rules",
-    "rules_path",
     "tag_version",
 ]

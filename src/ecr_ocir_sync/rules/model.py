@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 HostLookup = Callable[[str], str] | Mapping[str, str] | None
-"""Region key → registry host: a function (``ServiceSettings.region_endpoint``), a mapping
+"""Region key → registry host: a function (``Settings.region_endpoint``), a mapping
 (keys it lacks get ``<key>.ocir.io``) or None (always ``<key>.ocir.io``)."""
 
 _EVERY_REPOSITORY = compile_glob("**")
@@ -44,10 +44,6 @@ _NOT_A_VERSION = Version("0")
 
 def _quoted(texts: Sequence[str]) -> str:
     return ", ".join(f"'{text}'" for text in texts)
-
-
-def _regions(count: int) -> str:
-    return f"{count} region{'' if count == 1 else 's'}"
 
 
 def host_function(hosts: HostLookup) -> Callable[[str], str]:
@@ -191,31 +187,6 @@ class Rule:
                 f"cannot hold ({error.message}); fix the rule's mapping"
             ) from None
 
-    def summary(self) -> str:
-        """One line for ``config check``."""
-        parts = [f"repositories {_quoted([g.text for g in self.repositories.include])}"]
-        if self.repositories.exclude:
-            parts[0] += f" except {_quoted([g.text for g in self.repositories.exclude])}"
-        tags: list[str] = []
-        if self.tags.include:
-            tags.append(f"include {_quoted([r.pattern for r in self.tags.include])}")
-        if self.tags.exclude:
-            tags.append(f"exclude {_quoted([r.pattern for r in self.tags.exclude])}")
-        if self.tags.semver is not None:
-            tags.append(f"semver '{self.tags.semver.text}'")
-        if self.tags.latest is not None:
-            tags.append(f"newest {self.tags.latest}")
-        parts.append(f"tags {', '.join(tags) if tags else 'all'}")
-        parts.append(f"regions {', '.join(self.regions)}")
-        if not self.mapping.identity:
-            m = self.mapping
-            parts.append(
-                f"mapping rename {len(m.rename)}, strip '{m.strip_prefix}', add '{m.add_prefix}'"
-            )
-        parts.append(f"delete {self.delete_policy.value}")
-        parts.append(f"referrers {'on' if self.referrers else 'off'}")
-        return f"{self.label}: {'; '.join(parts)}"
-
 
 def _newest_first(item: tuple[str, datetime]) -> tuple[datetime, bool, Version, str]:
     tag, pushed = item
@@ -313,55 +284,3 @@ class RuleSet:
             placement = self.placement(rule, repository)
             selected.extend((tag, placement) for tag in rule.select_tags(owned))
         return selected
-
-    def describe(self) -> list[str]:
-        """One line per rule, for ``config check``."""
-        return [rule.summary() for rule in self.rules]
-
-    def explain(
-        self,
-        repository: str,
-        tag: str | None,
-        *,
-        digest: Digest | None = None,
-        hosts: HostLookup = None,
-    ) -> list[str]:
-        """Lines for humans: every rule in order, matched or why not, then the destinations
-        as full references (``hosts`` shows OCIR_ENDPOINT_<KEY> overrides)."""
-        image = f"{repository}:{tag}" if tag is not None else repository
-        if digest is not None:
-            image += f"@{digest}"
-        origin = f"rules file {self.source}" if self.source else "no rules file (environment)"
-        lines = [f"image {image}; {origin}; namespace {self.namespace}"]
-        if tag is None:
-            lines.append("no tag: rules match on the repository only, as for a push by digest")
-        winner: Rule | None = None
-        for rule in self.rules:
-            reason = rule.mismatch(repository, tag)
-            if reason is not None:
-                lines.append(f"  {rule.label}: no match: {reason}")
-            elif winner is None:
-                winner = rule
-                lines.append(f"  {rule.label}: MATCH")
-            else:
-                lines.append(f"  {rule.label}: matches too, but {winner.label} comes first")
-        if winner is None:
-            lines.append(f"result: no rule matches {image}, so it is not synced")
-            return lines
-        try:
-            placement = self.placement(winner, repository)
-        except ConfigError as error:
-            lines.append(f"result: {error.message}")
-            return lines
-        lines.append(
-            f"result: {winner.label} sends it to {_regions(len(placement.destinations))}, "
-            f"delete {winner.delete_policy.value}, referrers {'on' if winner.referrers else 'off'}"
-        )
-        references = placement.references(tag, digest, hosts=hosts)
-        lines.extend(f"  {key}: {reference}" for key, reference in references.items())
-        if winner.tags.latest is not None:
-            lines.append(
-                f"note: tags.latest {winner.tags.latest} applies to reconciliation only; "
-                "an event for a new push always counts as newest"
-            )
-        return lines

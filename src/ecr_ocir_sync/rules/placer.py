@@ -1,4 +1,5 @@
-"""The rules as a :class:`ecr_ocir_sync.reconcile.Placer`, for the runner and reconciliation.
+"""The rules as a :class:`Placer`, for the runner and reconciliation (built by
+``service.wiring.build_placer`` from the settings).
 
 A drop-in for ``EnvironmentPlacer``: without a rules file it behaves the same
 (everything, everywhere, same names, ``SYNC_DELETE_POLICY``, referrers on).
@@ -6,14 +7,11 @@ A drop-in for ``EnvironmentPlacer``: without a rules file it behaves the same
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from ecr_ocir_sync.rules.loader import load_rules, rules_path
 from ecr_ocir_sync.rules.model import HostLookup, Placement, RuleSet, host_function
 from ecr_ocir_sync.rules.policy import DeletePolicy
-from ecr_ocir_sync.settings import ServiceSettings
 
 if TYPE_CHECKING:
     from ecr_ocir_sync.cloud.ecr_api import EcrImage
@@ -45,24 +43,6 @@ class RulesPlacer:
     def __init__(self, rules: RuleSet, hosts: HostLookup = None) -> None:
         self.rules = rules
         self._host_of = host_function(hosts)
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: ServiceSettings,
-        flag: Path | None = None,
-        environ: Mapping[str, str] | None = None,
-    ) -> RulesPlacer:
-        """Rules from ``--rules`` (``flag``), else ``SYNC_RULES_FILE``, else the environment
-        default; hosts from ``settings.region_endpoint``. Raises ConfigError (start-up)."""
-        path = rules_path(flag) if environ is None else rules_path(flag, environ)
-        rules = load_rules(
-            path,
-            region_keys=settings.region_keys,
-            namespace=settings.namespace,
-            delete_policy=settings.delete_policy,
-        )
-        return cls(rules, settings.region_endpoint)
 
     def placement(self, repository: str, tag: str | None) -> Placement | None:
         return self.rules.place(repository, tag)

@@ -10,22 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ecr_ocir_sync.cloud.ocir_auth import ocir_host
-from ecr_ocir_sync.errors import ConfigError
 from ecr_ocir_sync.oci.reference import ImageReference, check_repository
 
-__all__ = ["parse_region_keys", "region_destinations"]
-
-
-def parse_region_keys(text: str) -> list[str]:
-    """``"mel, syd"`` → ``["mel", "syd"]``; empty entries and duplicates are errors."""
-    keys = [key.strip().lower() for key in text.split(",")]
-    if not text.strip() or any(not key for key in keys):
-        raise ConfigError(
-            f"OCI_REPO_REGION_KEY={text!r}: expected comma-separated region keys, e.g. 'mel,syd'"
-        )
-    if len(set(keys)) != len(keys):
-        raise ConfigError(f"OCI_REPO_REGION_KEY={text!r} names a region twice")
-    return keys
+__all__ = ["region_destinations"]
 
 
 def region_destinations(

@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import SecretStr
 
 from ecr_ocir_sync import __version__
 from ecr_ocir_sync.jobs.model import JobState
@@ -59,8 +60,8 @@ def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
 class _Authorizer:
     """Checks the shared secret in constant time (X-API-Key or Bearer)."""
 
-    def __init__(self, api_key: str | None) -> None:
-        self._key = api_key.encode() if api_key else None
+    def __init__(self, api_key: SecretStr | None) -> None:
+        self._key = api_key.get_secret_value().encode() if api_key else None
 
     def __call__(self, request: Request) -> bool:
         if self._key is None:

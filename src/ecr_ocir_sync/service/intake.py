@@ -16,7 +16,7 @@ from ecr_ocir_sync.errors import ConfigError
 from ecr_ocir_sync.jobs.request import SyncRequest
 from ecr_ocir_sync.rules.placer import Placer
 from ecr_ocir_sync.service.events import IgnoredEvent, InvalidEventError, parse_event
-from ecr_ocir_sync.settings import ServiceSettings
+from ecr_ocir_sync.settings import Settings
 
 __all__ = ["ClientGoneError", "RejectedError", "read_event"]
 
@@ -87,7 +87,7 @@ def _check_placeable(placer: Placer, request: SyncRequest) -> bool:
 
 
 async def read_event(
-    request: Request, settings: ServiceSettings, placer: Placer
+    request: Request, settings: Settings, placer: Placer
 ) -> SyncRequest | IgnoredEvent:
     """The validated event in ``request``; raises RejectedError or ClientGoneError."""
     _check_content_type(request)

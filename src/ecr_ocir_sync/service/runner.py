@@ -27,7 +27,7 @@ from ecr_ocir_sync.oci.reference import ImageReference
 from ecr_ocir_sync.outcome import DestinationStatus
 from ecr_ocir_sync.registry.pool import Registries
 from ecr_ocir_sync.rules.placer import Placer
-from ecr_ocir_sync.settings import ServiceSettings
+from ecr_ocir_sync.settings import Settings
 
 __all__ = ["Attempt", "JobRunner"]
 
@@ -60,7 +60,7 @@ class JobRunner:
 
     def __init__(
         self,
-        settings: ServiceSettings,
+        settings: Settings,
         registries: Registries,
         metrics: Metrics,
         placer: Placer,

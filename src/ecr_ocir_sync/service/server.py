@@ -27,7 +27,7 @@ from ecr_ocir_sync.service.app import create_app
 from ecr_ocir_sync.service.guard import BodyDeadline, header_deadline_protocol
 from ecr_ocir_sync.service.ops import create_ops_app
 from ecr_ocir_sync.service.wiring import Service
-from ecr_ocir_sync.settings import ServiceSettings
+from ecr_ocir_sync.settings import Settings
 
 __all__ = ["serve"]
 
@@ -66,7 +66,7 @@ def _server(service: Service, app: ASGIApp, host: str, port: int) -> _Server:
     return _Server(config)
 
 
-async def _serve(settings: ServiceSettings, host: str, port: int) -> None:
+async def _serve(settings: Settings, host: str, port: int) -> None:
     service = Service(settings)
     await service.start()
     # Everything loaded so far lives as long as the process: keep it out of the
@@ -125,7 +125,7 @@ async def _run(servers: list[_Server]) -> None:
         await asyncio.gather(*tasks)
 
 
-def serve(settings: ServiceSettings, host: str, port: int) -> None:
+def serve(settings: Settings, host: str, port: int) -> None:
     configure_logging(settings.log_level)
     try:
         import uvloop  # noqa: PLC0415 - optional speed-up, present with uvicorn[standard]

@@ -1,4 +1,5 @@
-"""The service's parts wired together: store, registries, runner, workers, metrics."""
+"""The service's parts wired together from the settings: store, registries, rules,
+OCIR repositories, runner, workers, metrics. ``reconcile`` reuses the first three."""
 
 from __future__ import annotations
 
@@ -16,21 +17,27 @@ from ecr_ocir_sync.observability.metrics import Metrics
 from ecr_ocir_sync.reconcile.loop import ReconcileLoop
 from ecr_ocir_sync.registry.pool import Registries
 from ecr_ocir_sync.registry.retry import RetryPolicy
-from ecr_ocir_sync.rules import RulesPlacer
+from ecr_ocir_sync.rules import RulesPlacer, load_rules
 from ecr_ocir_sync.service.readiness import Readiness
 from ecr_ocir_sync.service.runner import JobRunner
 from ecr_ocir_sync.service.workers import WorkerPool
-from ecr_ocir_sync.settings import ServiceSettings
+from ecr_ocir_sync.settings import SERVICE_HEADER, Settings
 
-__all__ = ["Service", "build_registries"]
+__all__ = ["Service", "build_placer", "build_registries", "repository_settings"]
 
 log = logging.getLogger("ecr_ocir_sync.service.wiring")
 
 
 def _lock(data_dir: Path) -> IO[bytes]:
     """One serving process per data dir: its 'running' jobs are its own to recover."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    handle = (data_dir / "serve.lock").open("wb")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        handle = (data_dir / "serve.lock").open("wb")
+    except OSError as error:
+        raise ConfigError(
+            f"{SERVICE_HEADER}\n  - SYNC_DATA_DIR={str(data_dir)!r}: cannot create or write "
+            f"there ({error.strerror}); give the service a writable directory"
+        ) from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -44,7 +51,34 @@ def _lock(data_dir: Path) -> IO[bytes]:
     return handle
 
 
-def build_registries(settings: ServiceSettings) -> Registries:
+def build_placer(settings: Settings, rules_file: Path | None = None) -> RulesPlacer:
+    """The rules of ``rules_file`` (``--rules``), else SYNC_RULES_FILE, else the default
+    rule (everything, everywhere); hosts from OCIR_ENDPOINT_<KEY>. ConfigError: start-up."""
+    rules = load_rules(
+        rules_file or settings.rules_file,
+        region_keys=settings.region_keys,
+        namespace=settings.namespace,
+        delete_policy=settings.delete_policy,
+    )
+    return RulesPlacer(rules, settings.region_endpoint)
+
+
+def repository_settings(settings: Settings) -> OcirRepositorySettings | None:
+    """Where OCIR repositories are created; None without OCI_COMPARTMENT_ID (feature off)."""
+    if settings.compartment_id is None:
+        return None
+    return OcirRepositorySettings(
+        compartment_id=settings.compartment_id,
+        immutable=settings.repository_immutable,
+        auth=settings.api_auth,
+        config_file=settings.oci_config_file,
+        profile=settings.oci_config_profile,
+        regions=settings.api_regions,
+        endpoints=settings.artifacts_endpoints,
+    )
+
+
+def build_registries(settings: Settings) -> Registries:
     """Registry clients with the service's credentials, plain-HTTP hosts and retries."""
     ecr_hosts = {}
     if settings.ecr_endpoint is not None:
@@ -54,8 +88,9 @@ def build_registries(settings: ServiceSettings) -> Registries:
         ecr_hosts[settings.ecr_endpoint.host] = (account, region)
     credentials = build_credentials(
         CredentialSettings(
+            authfile=settings.registry_auth_file,
             ecr_hosts=ecr_hosts,
-            ocir=OcirLogin(settings.namespace, settings.username, settings.auth_token),
+            ocir=OcirLogin.from_settings(settings),
             ocir_hosts={k: e.host for k, e in settings.ocir_endpoints.items()},
         )
     )
@@ -70,7 +105,7 @@ def build_registries(settings: ServiceSettings) -> Registries:
 class Service:
     """Owns every long-lived part; ``start`` and ``stop`` bracket its life."""
 
-    def __init__(self, settings: ServiceSettings) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self.draining = False
@@ -78,11 +113,11 @@ class Service:
         self.store = JobStore(settings.data_dir)
         self.readiness = Readiness(self.store.ping)
         self.registries = build_registries(settings)
-        self.placer = RulesPlacer.from_settings(settings)  # SYNC_RULES_FILE, else everything
-        repository_settings = OcirRepositorySettings.from_env()
+        self.placer = build_placer(settings)  # SYNC_RULES_FILE, else everything
+        repositories = repository_settings(settings)
         self.repositories = (
-            OcirRepositories(repository_settings, namespace=settings.namespace)
-            if repository_settings is not None
+            OcirRepositories(repositories, namespace=settings.namespace)
+            if repositories is not None
             else None
         )
         self.runner = JobRunner(
@@ -99,6 +134,10 @@ class Service:
         )
 
     async def start(self) -> None:
+        if self.repositories is not None:
+            # Unusable OCI API settings (config file, profile, region) stop start-up here,
+            # not at the first push; no API call is made.
+            await self.repositories.prepare(self.settings.region_keys)
         self.store.open()
         recovered = await self.store.recover()
         if recovered:

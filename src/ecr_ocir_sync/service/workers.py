@@ -21,7 +21,7 @@ from ecr_ocir_sync.observability.metrics import Metrics
 from ecr_ocir_sync.outcome import DestinationStatus
 from ecr_ocir_sync.registry.retry import backoff_delay
 from ecr_ocir_sync.service.runner import Attempt, JobRunner
-from ecr_ocir_sync.settings import ServiceSettings
+from ecr_ocir_sync.settings import Settings
 
 __all__ = ["WorkerPool"]
 
@@ -36,7 +36,7 @@ class WorkerPool:
     """``settings.workers`` loops sharing one store and one runner."""
 
     def __init__(
-        self, store: JobStore, runner: JobRunner, settings: ServiceSettings, metrics: Metrics
+        self, store: JobStore, runner: JobRunner, settings: Settings, metrics: Metrics
     ) -> None:
         self.owner = f"worker-{uuid.uuid4().hex[:12]}"
         self._store = store
