@@ -119,8 +119,6 @@ def _hosts(value: object) -> object:
 
 Count = Annotated[int, BeforeValidator(parse.at_least(int, 1))]
 Seconds = Annotated[float, BeforeValidator(parse.at_least(float, 0))]
-
-
 Flag = Annotated[bool, BeforeValidator(parse.flag)]
 _EndpointUrl = Annotated[Endpoint, BeforeValidator(parse.endpoint)]
 _ArtifactsUrl = Annotated[str, BeforeValidator(parse.artifacts_url)]
