@@ -12,12 +12,9 @@ import pytest
 from ecr_ocir_sync.cli.config_check import explain_image
 from ecr_ocir_sync.errors import ConfigError
 from ecr_ocir_sync.oci.digest import Digest
-from ecr_ocir_sync.rules import (
-    RuleSet,
-    RulesFileError,
-    compile_glob,
-    load_rules,
-)
+from ecr_ocir_sync.rules.loader import RulesFileError, load_rules
+from ecr_ocir_sync.rules.model import RuleSet
+from ecr_ocir_sync.rules.patterns import compile_glob
 from ecr_ocir_sync.rules.policy import DeletePolicy
 from ecr_ocir_sync.service.wiring import build_placer
 from ecr_ocir_sync.settings import Settings

@@ -19,7 +19,7 @@ from ecr_ocir_sync.oci.digest import Digest, parse_digest
 from ecr_ocir_sync.oci.reference import check_repository, check_tag, parse_reference
 
 if TYPE_CHECKING:
-    from ecr_ocir_sync.rules import HostLookup, Rule, RuleSet
+    from ecr_ocir_sync.rules.model import HostLookup, Rule, RuleSet
     from ecr_ocir_sync.settings import Settings
 
 # The rules package (PyYAML, packaging) is imported when a check runs, not for --help.
@@ -107,7 +107,7 @@ def parse_image(text: str) -> ImageName:
 
 def _check(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     settings.require(_READ, required=_REQUIRED, header="config check needs these settings:")
-    from ecr_ocir_sync.rules import load_rules  # noqa: PLC0415 - see above
+    from ecr_ocir_sync.rules.loader import load_rules  # noqa: PLC0415 - see above
 
     rules = load_rules(
         args.rules or settings.rules_file,

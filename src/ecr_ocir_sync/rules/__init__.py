@@ -18,40 +18,5 @@ or, where a :class:`Placer` is wanted, ``RulesPlacer(rules, settings.region_endp
 (``service.wiring.build_placer``). Nothing here reads the settings or the environment.
 """
 
-from ecr_ocir_sync.rules.loader import (
-    RULES_FILE_VARIABLE,
-    SUPPORTED_VERSIONS,
-    RulesFileError,
-    load_rules,
-)
-from ecr_ocir_sync.rules.model import (
-    HostLookup,
-    Placement,
-    RepositoryFilter,
-    RepositoryMapping,
-    Rule,
-    RuleSet,
-    SemverRange,
-    TagFilter,
-)
-from ecr_ocir_sync.rules.patterns import Glob, compile_glob, tag_version
-from ecr_ocir_sync.rules.placer import RulesPlacer
-
-__all__ = [
-    "RULES_FILE_VARIABLE",
-    "SUPPORTED_VERSIONS",
-    "Glob",
-    "HostLookup",
-    "Placement",
-    "RepositoryFilter",
-    "RepositoryMapping",
-    "Rule",
-    "RuleSet",
-    "RulesFileError",
-    "RulesPlacer",
-    "SemverRange",
-    "TagFilter",
-    "compile_glob",
-    "load_rules",
-    "tag_version",
-]
+# Nothing is imported here: ``settings`` needs ``rules.policy`` alone, and loading the
+# whole package would pull YAML and the rule builder into every command's start-up.

@@ -17,7 +17,8 @@ from ecr_ocir_sync.observability.metrics import Metrics
 from ecr_ocir_sync.reconcile.loop import ReconcileLoop
 from ecr_ocir_sync.registry.pool import Registries
 from ecr_ocir_sync.registry.retry import RetryPolicy
-from ecr_ocir_sync.rules import RulesPlacer, load_rules
+from ecr_ocir_sync.rules.loader import load_rules
+from ecr_ocir_sync.rules.placer import RulesPlacer
 from ecr_ocir_sync.service.readiness import Readiness
 from ecr_ocir_sync.service.runner import JobRunner
 from ecr_ocir_sync.service.workers import WorkerPool
