@@ -4,8 +4,12 @@
 #
 # Two stages: the builder installs the project and its dependencies into a venv
 # at /opt/venv; the runtime stage gets only that venv (no pip, no setuptools, no
-# compiler, no source tree). Every dependency ships manylinux wheels for
-# CPython 3.11, so the builder needs no compiler either.
+# compiler, no source tree). The dependencies are requirements.lock, every file
+# checked against its hash: the same pins the test suite runs on (`make test`
+# installs requirements-dev.lock, which is this lock plus the dev tools). The lock
+# includes the `oci` extra (OCIR repository creation with OCI_COMPARTMENT_ID).
+# Every dependency ships manylinux wheels for CPython 3.11, so the builder needs
+# no compiler either.
 #
 # Both stages use the same base image: the venv's python is a symlink to the
 # base image's /usr/local/bin/python3.11. Pin it by digest as well for
@@ -23,14 +27,18 @@ ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
 # .dockerignore admits only these: no tests, bench, demo, .venv or .git in the context.
-COPY pyproject.toml README.md ./
+COPY requirements.lock pyproject.toml README.md ./
 COPY src ./src
 
-# A regular (non-editable) install builds the wheel and installs it with its
-# dependencies; then the installers go, they have no business at run time.
+# The locked dependencies first, then the project itself without resolving
+# anything (a regular, non-editable install builds its wheel); `pip check` fails
+# the build if the lock lacks one of the project's requirements. Then the installers
+# go, they have no business at run time.
 # Bytecode is compiled once here, as root, because the runtime root filesystem
 # is read-only and PYTHONDONTWRITEBYTECODE stops lazy compilation anyway.
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock \
+    && pip install --no-cache-dir --no-deps '.[oci]' \
+    && pip check \
     && pip uninstall --yes pip setuptools \
     && python -m compileall -q /opt/venv/lib
 
