@@ -430,6 +430,25 @@ def test_importing_the_module_does_not_import_the_sdk():
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
+def test_a_compartment_without_the_sdk_names_the_extra_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "oci", None)  # what `import oci` meets without the extra
+
+    with pytest.raises(ConfigError) as raised:
+        OcirRepositories(OcirRepositorySettings(COMPARTMENT), namespace=NAMESPACE)
+
+    assert "OCI_COMPARTMENT_ID is set" in str(raised.value)
+    assert "pip install 'ecr-ocir-sync[oci]'" in str(raised.value)
+
+
+async def test_a_call_without_the_sdk_is_a_config_error_with_the_same_advice(
+    oci_api, mel, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "oci", None)
+
+    with pytest.raises(ConfigError, match=re.escape("ecr-ocir-sync[oci]")):
+        await mel.ensure("mel", REPO)
+
+
 # -- settings from the environment --------------------------------------------------
 
 

@@ -7,8 +7,11 @@ With ``OCI_COMPARTMENT_ID`` set, :class:`OcirRepositories` makes sure each
 ``OCI_REPO_IMMUTABLE=true``) through the OCI Artifacts API before the first
 push to a region, and remembers what exists so later pushes cost nothing.
 
-The ``oci`` SDK is imported on first use only (it takes longer to import than
-the rest of the CLI) and is blocking, so every call runs in a worker thread.
+The ``oci`` SDK is the optional extra ``ecr-ocir-sync[oci]`` (about 500 MB
+installed, for this feature alone): its absence is a ConfigError naming the
+extra when the feature is configured. It is imported on first use only (it takes
+longer to import than the rest of the CLI) and is blocking, so every call runs
+in a worker thread.
 Its own retries and circuit breaker are off: a 429 or 5xx becomes a retryable
 error and the job's backoff decides when to try again.
 """
@@ -16,6 +19,7 @@ error and the job's backoff decides when to try again.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import threading
 from collections.abc import Iterable, Mapping
@@ -68,6 +72,23 @@ class OcirRepositorySettings:
         return self.compartment_id.startswith("ocid1.tenancy.")
 
 
+_MISSING_SDK = (
+    "OCI_COMPARTMENT_ID is set, so OCIR repositories are created through the OCI SDK, "
+    "which is not installed: install the extra with pip install 'ecr-ocir-sync[oci]' "
+    "(the container image has it), or unset OCI_COMPARTMENT_ID to let each push create "
+    "its repository in the root compartment"
+)
+
+
+def _oci() -> Any:  # the oci module (untyped)
+    """The OCI SDK, imported now; its absence is a ConfigError naming the extra."""
+    try:
+        import oci  # noqa: PLC0415 - lazy: the SDK is the slowest import of the project
+    except ImportError as exc:
+        raise ConfigError(_MISSING_SDK) from exc
+    return oci
+
+
 @dataclass(slots=True)
 class _RegionClient:
     api: Any  # oci.artifacts.ArtifactsClient
@@ -84,6 +105,9 @@ class OcirRepositories:
     """
 
     def __init__(self, settings: OcirRepositorySettings, *, namespace: str) -> None:
+        # Built at start-up when the feature is on: a missing SDK stops the start, not a job.
+        if importlib.util.find_spec("oci") is None:
+            raise ConfigError(_MISSING_SDK)
         self.settings = settings
         self.namespace = namespace
         self._known: set[tuple[str, str]] = set()
@@ -127,7 +151,7 @@ class OcirRepositories:
     # -- in a worker thread ----------------------------------------------------
 
     def _ensure_blocking(self, region_key: str, repository: str) -> None:
-        import oci  # noqa: PLC0415 - lazy: the SDK is the slowest import of the project
+        oci = _oci()
 
         client = self._client(region_key)
         where = (
@@ -178,7 +202,7 @@ class OcirRepositories:
             return client
 
     def _build_client(self, region_key: str) -> _RegionClient:
-        import oci  # noqa: PLC0415 - lazy, see _ensure_blocking
+        oci = _oci()
 
         region_id = self._region_id(region_key)
         key = region_key.strip().lower()
@@ -205,7 +229,7 @@ class OcirRepositories:
         return _RegionClient(api, region_id)
 
     def _region_id(self, region_key: str) -> str:
-        import oci  # noqa: PLC0415 - lazy, see _ensure_blocking
+        oci = _oci()
 
         key = region_key.strip().lower()
         override = self.settings.regions.get(key)
@@ -221,7 +245,7 @@ class OcirRepositories:
         )
 
     def _config_file(self) -> dict[str, Any]:
-        import oci  # noqa: PLC0415 - lazy, see _ensure_blocking
+        oci = _oci()
 
         if self._config is None:
             location = self.settings.config_file.expanduser()
@@ -235,7 +259,7 @@ class OcirRepositories:
         return self._config
 
     def _principal_signer(self) -> Any:
-        import oci  # noqa: PLC0415 - lazy, see _ensure_blocking
+        oci = _oci()
 
         if self._signer is not None:
             return self._signer
@@ -300,7 +324,7 @@ class OcirRepositories:
         )
 
     def _error(self, exc: Exception, action: str, where: str) -> RegistryError:
-        import oci  # noqa: PLC0415 - lazy, see _ensure_blocking
+        oci = _oci()
 
         failed = f"{where}: cannot {action} the container repository"
         if isinstance(exc, oci.exceptions.ServiceError):
