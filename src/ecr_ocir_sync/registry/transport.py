@@ -7,8 +7,6 @@ judged by :func:`raise_for_status`.
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import json
 from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
@@ -33,7 +31,11 @@ _TIMEOUT = httpx.Timeout(connect=15.0, read=120.0, write=120.0, pool=None)
 
 # httpcore reads sockets 64 KiB at a time; every read costs two timeout scopes,
 # an h11 event and, in the engine, a queue hop and a send per destination.
-# Reading up to 1 MiB cuts the copy's CPU by about a third (bench/RESULTS.md).
+# Reading up to 1 MiB cuts the copy's CPU (bench/internals.py, bench/RESULTS.md).
+# READ_NUM_BYTES is an httpcore internal with no public switch, so it is set on
+# the class: process-wide, for every HTTP/1.1 connection (only this client's:
+# boto3 and the OCI SDK speak through urllib3). tests/test_internals.py fails
+# when httpcore stops reading it; pyproject.toml bounds httpcore below 1.1.
 _READ_BYTES = 1024 * 1024
 
 
@@ -56,20 +58,8 @@ class _LazyTransport(httpx.AsyncBaseTransport):
             await self._transport.aclose()
 
 
-# httpcore imports its async backend on the first request (about 25 ms); load it
-# with the pool instead, so no copy pays start-up cost in the middle of its work.
-_BACKEND_MODULES = ("anyio", "anyio._backends._asyncio", "httpcore._backends.anyio")
-
-
-def _preload_backend() -> None:
-    for name in _BACKEND_MODULES:
-        with contextlib.suppress(ImportError):  # a newer httpx may load other modules
-            importlib.import_module(name)
-
-
 def new_http_client(*, max_connections: int = 64) -> httpx.AsyncClient:
     """The shared connection pool. Redirects are followed by hand (see client)."""
-    _preload_backend()
     httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = _READ_BYTES
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=32)
     return httpx.AsyncClient(

@@ -35,6 +35,8 @@ log = logging.getLogger("ecr_ocir_sync.service.server")
 
 
 class _Server(uvicorn.Server):
+    # capture_signals is an internal of uvicorn.Server (no public switch turns its signal
+    # handling off); tests/test_internals.py fails if uvicorn stops calling it.
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         """Signals are ours (see serve): uvicorn must not exit before the drain."""
