@@ -1,19 +1,23 @@
 """JSON-lines logs carrying job id, repository, tag, digest and destination.
 
-Only whitelisted context fields are written, so a credential can reach a
-log line only through a message text, and no message includes one.
+python-json-logger writes the lines; which fields go in stays decided here.
+Only whitelisted context fields are written (never a record's other extras), so
+a credential can reach a log line only through a message or exception text, and
+none includes one. A logged exception keeps its class (``error_type``) and its
+whole formatted traceback (``traceback``).
 """
 
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TextIO
+
+from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 
 __all__ = ["configure_logging", "log_context"]
 
@@ -33,26 +37,37 @@ def log_context(**fields: Any) -> Iterator[None]:
         _context.reset(token)
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        document: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
+class JsonFormatter(_LibraryJsonFormatter):
+    """One JSON object per line: time, level, logger, message, the context fields, and for a
+    logged exception its ``error_type`` and ``traceback``."""
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        # Not the library's default (every extra on the record): only the fields named here.
+        log_data["time"] = (
+            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z"
+        )
+        log_data["level"] = record.levelname.lower()
+        log_data["logger"] = record.name
+        log_data["message"] = record.getMessage()
         fields = {**(_context.get() or {}), **record.__dict__}
-        document.update(
+        log_data.update(
             {key: fields[key] for key in _CONTEXT_FIELDS if fields.get(key) is not None}
         )
         if record.exc_info and record.exc_info[0] is not None:
-            document["error_type"] = record.exc_info[0].__name__
-        return json.dumps(document, default=str)
+            log_data["error_type"] = record.exc_info[0].__name__
+        # The library formats exc_info (and a cached exc_text) into message_dict.
+        if message_dict.get("exc_info"):
+            log_data["traceback"] = message_dict["exc_info"]
+        if message_dict.get("stack_info"):
+            log_data["stack"] = message_dict["stack_info"]
 
 
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stdout)
+def configure_logging(level: str, stream: TextIO | None = None) -> None:
+    """JSON lines to ``stream`` (stdout unless given) for every logger."""
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
