@@ -16,6 +16,7 @@ from ecr_ocir_sync.rules.loader import RulesFileError, load_rules
 from ecr_ocir_sync.rules.model import RuleSet
 from ecr_ocir_sync.rules.patterns import compile_glob
 from ecr_ocir_sync.rules.policy import DeletePolicy
+from ecr_ocir_sync.rules.versions import tag_version
 from ecr_ocir_sync.service.wiring import build_placer
 from ecr_ocir_sync.settings import Settings
 
@@ -325,28 +326,86 @@ def test_a_tag_exclude_beats_its_include(tmp_path):
 @pytest.mark.parametrize(
     ("tag", "matches"),
     [
-        ("1.0", True),
+        ("1.0.0", True),
         ("v1.4.2", True),
         ("V2.9.9", True),
+        ("2.9.9+build.7", True),  # build metadata is ignored
         ("3.0.0", False),
-        ("v0.9", False),
+        ("v0.9.0", False),
         ("latest", False),
         ("1e3f9a2", False),
+        ("1.0", False),  # not MAJOR.MINOR.PATCH
+        ("2024.01.05", False),  # leading zeros
         ("2.0.0-rc.1", False),  # a pre-release, and the range names none
+        ("v1.2.3-amd64", False),  # the pre-release 'amd64' of 1.2.3
     ],
 )
-def test_a_semver_range_reads_v_prefixed_tags_and_skips_tags_that_are_not_versions(
-    tmp_path, tag, matches
-):
-    rules = load(tmp_path, one_rule("tags: {semver: '>=1.0,<3'}"))
+def test_a_semver_range_matches_semantic_versions_with_an_optional_v(tmp_path, tag, matches):
+    rules = load(tmp_path, one_rule("tags: {semver: '>=1.0, <3'}"))
 
     assert (destinations(rules, f"app:{tag}") is not None) is matches
 
 
-def test_a_semver_range_naming_a_prerelease_admits_prereleases(tmp_path):
-    rules = load(tmp_path, one_rule("tags: {semver: '>=2.0.0rc1'}"))
+@pytest.mark.parametrize(
+    ("tag", "version"),
+    [
+        ("1.0.0-rc.1", "1.0.0-rc.1"),
+        ("v1.2.3-amd64", "1.2.3-amd64"),
+        ("v2.0.0+linux", "2.0.0+linux"),
+        ("2024.1.5", "2024.1.5"),
+        ("2024.01.05", None),
+        ("1.2", None),
+        ("1.2.3.4", None),
+        ("vv1.2.3", None),
+    ],
+)
+def test_a_tag_is_a_version_when_it_is_semver_after_an_optional_v(tag, version):
+    found = tag_version(tag)
 
-    assert destinations(rules, "app:2.0.0-rc.2") is not None
+    assert (None if found is None else str(found)) == version
+
+
+@pytest.mark.parametrize(
+    ("tag", "matches"),
+    [
+        ("2.0.0-rc.2", True),
+        ("2.0.0", True),
+        ("3.0.0", True),
+        ("2.0.0-rc.0", False),
+        ("2.1.0-rc.1", False),  # a pre-release of another version than the one named
+    ],
+)
+def test_a_range_naming_a_prerelease_admits_that_versions_prereleases_only(tmp_path, tag, matches):
+    rules = load(tmp_path, one_rule("tags: {semver: '>=2.0.0-rc.1'}"))
+
+    assert (destinations(rules, f"app:{tag}") is not None) is matches
+
+
+@pytest.mark.parametrize(
+    ("semver", "inside", "outside"),
+    [
+        ("^1.2.3", ["1.2.3", "1.9.0"], ["1.2.2", "2.0.0", "2.0.0-rc.1"]),
+        ("^0.2.3", ["0.2.3", "0.2.9"], ["0.3.0", "1.0.0"]),
+        ("^0.0.3", ["0.0.3"], ["0.0.4"]),
+        ("^1.2", ["1.2.0", "1.9.9"], ["1.1.9", "2.0.0"]),
+        ("~1.2.3", ["1.2.3", "1.2.9"], ["1.3.0"]),
+        ("~1", ["1.0.0", "1.9.0"], ["2.0.0"]),
+        ("=1.2", ["1.2.0", "1.2.7"], ["1.3.0", "1.1.9"]),
+        ("1.2.3", ["1.2.3", "v1.2.3+b.1"], ["1.2.4"]),
+        ("!=1.3.0", ["1.2.9", "1.3.1"], ["1.3.0"]),
+        (">1.2", ["1.3.0"], ["1.2.9"]),
+        (">1.2.3", ["1.2.4"], ["1.2.3"]),
+        ("<=1.2", ["1.2.9"], ["1.3.0"]),
+        ("<2", ["1.99.0"], ["2.0.0", "2.0.0-rc.1"]),
+        ("<1 || >=3", ["0.9.0", "3.1.0"], ["1.0.0", "2.9.9"]),
+        ("=1.2.3-amd64", ["1.2.3-amd64"], ["1.2.3", "1.2.3-arm64"]),
+    ],
+)
+def test_semver_ranges_follow_the_documented_syntax(tmp_path, semver, inside, outside):
+    rules = load(tmp_path, one_rule(f"tags: {{semver: '{semver}'}}"))
+
+    assert [tag for tag in inside if destinations(rules, f"app:{tag}") is None] == []
+    assert [tag for tag in outside if destinations(rules, f"app:{tag}") is not None] == []
 
 
 def test_a_digest_only_image_matches_on_repository_only(tmp_path):
@@ -375,9 +434,11 @@ def test_latest_keeps_the_newest_tags_by_push_time(tmp_path):
 def test_latest_breaks_push_time_ties_by_version_then_tag(tmp_path):
     rule = load(tmp_path, one_rule("tags: {latest: 3}")).rules[0]
 
-    kept = rule.select_tags(pushed(("1.9", 5), ("latest", 5), ("1.10", 5), ("zz", 5), ("0.1", 1)))
+    kept = rule.select_tags(
+        pushed(("1.9.0", 5), ("latest", 5), ("1.10.0", 5), ("zz", 5), ("0.1.0", 1))
+    )
 
-    assert kept == ["1.10", "1.9", "zz"]
+    assert kept == ["1.10.0", "1.9.0", "zz"]
 
 
 def test_latest_counts_only_tags_passing_the_filters(tmp_path):
@@ -611,6 +672,14 @@ def test_explain_says_a_tagless_image_matches_on_repository_only(tmp_path):
         ),
         (one_rule("tags: {exclude: ['[']}"), "rules[0].tags.exclude[0] (rule 'only'): '['"),
         (one_rule("tags: {semver: '>=1,<'}"), "rules[0].tags.semver (rule 'only'): '>=1,<' is not"),
+        (
+            one_rule("tags: {semver: '>=1.2.0rc1'}"),
+            (
+                "rules[0].tags.semver (rule 'only'): '>=1.2.0rc1' is not a version range "
+                "('1.2.0rc1' is not a version such as 1, 1.2, 1.2.3 or 1.2.3-rc.1)"
+            ),
+        ),
+        (one_rule("tags: {semver: '>=1 ||'}"), "rules[0].tags.semver (rule 'only'): '>=1 ||' is"),
         (one_rule("tags: {semver: 2}"), "rules[0].tags.semver (rule 'only'): must be a non-empty"),
         (one_rule("tags: {latest: -1}"), "rules[0].tags.latest (rule 'only'): must be a whole"),
         (one_rule("tags: {latest: true}"), "rules[0].tags.latest (rule 'only'): must be a whole"),
@@ -824,9 +893,9 @@ def test_the_placer_selects_tags_by_rule_and_push_time(tmp_path):
     path.write_text(one_rule("tags: {exclude: ['-rc'], latest: 2}"))
     placer = build_placer(settings(), path)
     images = [
-        Image(("1.0", "stable"), T0),
-        Image(("1.1",), T0 + timedelta(minutes=1)),
-        Image(("1.2-rc",), T0 + timedelta(minutes=2)),
+        Image(("1.0.0", "stable"), T0),
+        Image(("1.1.0",), T0 + timedelta(minutes=1)),
+        Image(("1.2.0-rc",), T0 + timedelta(minutes=2)),
     ]
 
-    assert placer.select_tags("app", images) == {"1.1", "1.0"}
+    assert placer.select_tags("app", images) == {"1.1.0", "1.0.0"}

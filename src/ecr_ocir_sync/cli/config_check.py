@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ecr_ocir_sync.rules.model import HostLookup, Rule, RuleSet
     from ecr_ocir_sync.settings import Settings
 
-# The rules package (PyYAML, packaging) is imported when a check runs, not for --help.
+# The rules package (PyYAML, semver) is imported when a check runs, not for --help.
 RULES_FILE_VARIABLE = "SYNC_RULES_FILE"
 
 __all__ = [

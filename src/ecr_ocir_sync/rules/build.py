@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
 from ecr_ocir_sync.errors import InvalidReferenceError
 from ecr_ocir_sync.oci.reference import check_repository
 from ecr_ocir_sync.rules.document import KeyPath, Problems
@@ -17,11 +15,11 @@ from ecr_ocir_sync.rules.model import (
     RepositoryFilter,
     RepositoryMapping,
     Rule,
-    SemverRange,
     TagFilter,
 )
 from ecr_ocir_sync.rules.patterns import Glob, compile_glob, glob_problem
 from ecr_ocir_sync.rules.policy import DeletePolicy
+from ecr_ocir_sync.rules.versions import SemverRange, parse_range
 
 __all__ = ["SUPPORTED_VERSIONS", "RuleBuilder", "valid_repository"]
 
@@ -276,13 +274,13 @@ class RuleBuilder:
         return tuple(found)
 
     def semver(self, value: Any, path: KeyPath) -> SemverRange | None:
-        example = "write a range such as '>=1.0,<3' (packaging.specifiers)"
+        example = "write a semver range such as '>=1.0, <3' or '^1.4' (see docs/rules.example.yaml)"
         if not isinstance(value, str) or not value.strip():
             self.problems.add(path, f"must be a non-empty string; {example}, not {value!r}")
             return None
         try:
-            return SemverRange(value, SpecifierSet(value))
-        except InvalidSpecifier as error:
+            return parse_range(value)
+        except ValueError as error:
             self.problems.add(path, f"'{value}' is not a version range ({error}); {example}")
             return None
 

@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from packaging.specifiers import SpecifierSet
-from packaging.version import Version
+from semver import Version
 
 from ecr_ocir_sync.cloud.ocir_auth import ocir_host
 from ecr_ocir_sync.errors import ConfigError, InvalidReferenceError
 from ecr_ocir_sync.oci.digest import Digest
 from ecr_ocir_sync.oci.reference import ImageReference, check_repository
-from ecr_ocir_sync.rules.patterns import Glob, compile_glob, in_range, tag_version
+from ecr_ocir_sync.rules.patterns import Glob, compile_glob
 from ecr_ocir_sync.rules.policy import DeletePolicy
+from ecr_ocir_sync.rules.versions import SemverRange, tag_version
 
 __all__ = [
     "HostLookup",
@@ -29,7 +29,6 @@ __all__ = [
     "RepositoryMapping",
     "Rule",
     "RuleSet",
-    "SemverRange",
     "TagFilter",
     "host_function",
 ]
@@ -39,7 +38,7 @@ HostLookup = Callable[[str], str] | Mapping[str, str] | None
 (keys it lacks get ``<key>.ocir.io``) or None (always ``<key>.ocir.io``)."""
 
 _EVERY_REPOSITORY = compile_glob("**")
-_NOT_A_VERSION = Version("0")
+_NOT_A_VERSION = Version(0)
 
 
 def _quoted(texts: Sequence[str]) -> str:
@@ -74,17 +73,6 @@ class RepositoryFilter:
             if glob.matches(repository):
                 return f"repository '{repository}' matches repositories.exclude '{glob.text}'"
         return None
-
-
-@dataclass(frozen=True, slots=True)
-class SemverRange:
-    """``tags.semver`` as written and as a packaging SpecifierSet."""
-
-    text: str
-    specifiers: SpecifierSet
-
-    def __contains__(self, version: Version) -> bool:
-        return in_range(version, self.specifiers)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Repository globs and tag versions: the small matching pieces rules are made of.
+"""Repository globs: the pattern every repository filter is written in (rules'
+``repositories`` and the command line's ``--repository``).
 
 Globs are fnmatch-like but path-aware: ``*`` and ``?`` never cross a ``/``,
 ``**`` crosses any number of them, and a ``**/`` also matches no directory at
@@ -12,10 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
-
-__all__ = ["Glob", "compile_glob", "glob_problem", "in_range", "tag_version"]
+__all__ = ["Glob", "compile_glob", "glob_problem"]
 
 _WILDCARDS = frozenset("*?[")
 
@@ -96,20 +94,3 @@ def glob_problem(pattern: str) -> str | None:
     if any(char.isspace() for char in pattern):
         return "contains whitespace, but repository names never do, so it never matches"
     return None
-
-
-def tag_version(tag: str) -> Version | None:
-    """``v1.4.0`` → Version('1.4.0'); a tag that is not a PEP 440 / semver-like version → None.
-
-    A leading ``v`` is ignored, ``1.4.0-rc.1`` reads as the pre-release
-    ``1.4.0rc1``; ``latest``, ``main`` or a git sha are not versions.
-    """
-    try:
-        return Version(tag)
-    except InvalidVersion:
-        return None
-
-
-def in_range(version: Version, specifiers: SpecifierSet) -> bool:
-    """Whether ``version`` is inside the range; pre-releases only when the range names one."""
-    return specifiers.contains(version, prereleases=bool(specifiers.prereleases))
