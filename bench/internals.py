@@ -104,9 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu_shipped = copies["1 MiB reads (shipped)"][0]
         print(f"copy {args.mib} MiB to 2 destinations, median of {args.runs}:")
         for name, (cpu, wall) in copies.items():
-            print(
-                f"  {name:28} CPU {cpu:6.2f} s  {cpu / cpu_shipped:5.2f}x   wall {wall:6.2f} s"
-            )
+            print(f"  {name:28} CPU {cpu:6.2f} s  {cpu / cpu_shipped:5.2f}x   wall {wall:6.2f} s")
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
     return 0
