@@ -13,6 +13,7 @@ from ecr_ocir_sync.cloud.ecr_api import EcrCatalog
 from ecr_ocir_sync.jobs.store import JobStore
 from ecr_ocir_sync.reconcile.loop import apply_plans
 from ecr_ocir_sync.reconcile.planner import Reconciler
+from ecr_ocir_sync.rules.patterns import compile_glob
 from ecr_ocir_sync.service.wiring import build_placer
 from ecr_ocir_sync.settings import Settings
 from tests.conftest import make_registries
@@ -55,10 +56,10 @@ def put(server, repository: str, tag: str, image) -> None:
     pusher.close()
 
 
-async def plan_for(settings, dest_open, ecr):
+async def plan_for(settings, dest_open, ecr, repositories: str = "**"):
     async with make_registries(dest_open.host, ecr.registry.host, logins={}) as registries:
         reconciler = Reconciler(EcrCatalog(ACCOUNT, REGION), registries, build_placer(settings))
-        return await reconciler.plan()
+        return await reconciler.plan(compile_glob(repositories))
 
 
 async def test_a_missed_push_a_missed_delete_and_a_moved_tag_are_found(ecr, dest_open, settings):
@@ -97,6 +98,33 @@ async def test_a_repository_missing_at_the_destination_is_copied_whole(ecr, dest
     plan = await plan_for(settings, dest_open, ecr)
 
     assert sorted(d.tag for d in plan.repositories[0].to_copy) == ["a", "b"]
+
+
+async def test_a_repository_glob_means_what_it_means_in_rules(ecr, dest_open, settings):
+    image = build_image([layer_bytes(1_000, 330)])
+    for name in ("team/web", "team/web/cache", "other"):
+        ecr.push(name, "1", image)
+
+    one_segment = await plan_for(settings, dest_open, ecr, "team/*")
+    any_depth = await plan_for(settings, dest_open, ecr, "team/**")
+
+    assert [plan.repository for plan in one_segment.repositories] == ["team/web"]
+    assert [plan.repository for plan in any_depth.repositories] == ["team/web", "team/web/cache"]
+
+
+def test_a_repository_pattern_that_can_never_match_is_refused(tmp_path):
+    done = subprocess.run(
+        [CLI, "reconcile", "--dry-run", "--repository", "Team/*"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "SYNC_DATA_DIR": str(tmp_path)},
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 2
+    assert "--repository: pattern 'Team/*' has uppercase letters" in done.stderr
+    assert "'*' and '?' stay within one path segment, '**' crosses '/'" in done.stderr
 
 
 async def test_with_the_ignore_policy_nothing_is_planned_for_deletion(ecr, dest_open, tmp_path):

@@ -33,7 +33,11 @@ def add_service_commands(commands: Any) -> None:
     )
     reconcile.add_argument("--dry-run", action="store_true", help="print the plan, enqueue nothing")
     reconcile.add_argument(
-        "--repository", default="*", metavar="PATTERN", help="only repositories matching this glob"
+        "--repository",
+        default="**",
+        metavar="PATTERN",
+        help="only repositories matching this glob, as in rules: '*' stays within one path "
+        "segment, '**' crosses '/' (default: every repository)",
     )
     reconcile.add_argument("--json", action="store_true", help="print the plan as JSON")
 
@@ -112,12 +116,14 @@ async def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from ecr_ocir_sync.cli.report import print_plan  # noqa: PLC0415
     from ecr_ocir_sync.jobs.store import JobStore  # noqa: PLC0415
     from ecr_ocir_sync.reconcile.loop import apply_plans, plan_all  # noqa: PLC0415
+    from ecr_ocir_sync.rules.patterns import repository_glob  # noqa: PLC0415
     from ecr_ocir_sync.service.wiring import build_placer, build_registries  # noqa: PLC0415
 
+    repositories = repository_glob(args.repository, where="--repository")
     settings.require_service()
     async with build_registries(settings) as registries:
         placer = build_placer(settings)
-        plans = await plan_all(settings, registries, placer, args.repository)
+        plans = await plan_all(settings, registries, placer, repositories)
     if args.json:
         print(json.dumps([plan.to_json() for plan in plans], indent=2, default=str))
     else:

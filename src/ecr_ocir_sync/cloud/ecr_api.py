@@ -8,7 +8,6 @@ boto3 is imported on first use only.
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -74,12 +73,11 @@ class EcrCatalog:
         except BotoCoreError as error:
             raise UnavailableError(f"{where}: {error}") from error
 
-    def _repositories(self, pattern: str) -> list[str]:
-        names = [
+    def _repositories(self) -> list[str]:
+        return sorted(
             repository["repositoryName"]
             for repository in self._pages("describe_repositories", "repositories")
-        ]
-        return sorted(name for name in names if fnmatch.fnmatchcase(name, pattern))
+        )
 
     def _images(self, repository: str) -> list[EcrImage]:
         return [
@@ -92,9 +90,9 @@ class EcrCatalog:
             for detail in self._pages("describe_images", "imageDetails", repositoryName=repository)
         ]
 
-    async def repositories(self, pattern: str = "*") -> list[str]:
-        """Repository names matching the glob ``pattern``."""
-        return await asyncio.to_thread(self._repositories, pattern)
+    async def repositories(self) -> list[str]:
+        """Every repository name, sorted (the planner filters them with the rules' globs)."""
+        return await asyncio.to_thread(self._repositories)
 
     async def images(self, repository: str) -> list[EcrImage]:
         return await asyncio.to_thread(self._images, repository)

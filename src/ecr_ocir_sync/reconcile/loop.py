@@ -22,6 +22,7 @@ from ecr_ocir_sync.jobs.store import JobStore
 from ecr_ocir_sync.observability.metrics import Metrics
 from ecr_ocir_sync.reconcile.planner import ReconcilePlan, Reconciler
 from ecr_ocir_sync.registry.pool import Registries
+from ecr_ocir_sync.rules.patterns import EVERY_REPOSITORY, Glob
 from ecr_ocir_sync.rules.placer import Placer
 from ecr_ocir_sync.settings import Settings
 
@@ -31,14 +32,17 @@ log = logging.getLogger("ecr_ocir_sync.reconcile.planner")
 
 
 async def plan_all(
-    settings: Settings, registries: Registries, placer: Placer, pattern: str = "*"
+    settings: Settings,
+    registries: Registries,
+    placer: Placer,
+    repositories: Glob = EVERY_REPOSITORY,
 ) -> list[ReconcilePlan]:
-    """A plan for every allowed account and region."""
+    """A plan for every allowed account and region, over the repositories matched."""
     plans = []
     for account in sorted(settings.allowed_accounts):
         for region in sorted(settings.allowed_regions):
             reconciler = Reconciler(EcrCatalog(account, region), registries, placer)
-            plans.append(await reconciler.plan(pattern))
+            plans.append(await reconciler.plan(repositories))
     return plans
 
 

@@ -21,6 +21,7 @@ from ecr_ocir_sync.errors import NotFoundError, SyncError
 from ecr_ocir_sync.jobs.request import Action, SyncRequest
 from ecr_ocir_sync.oci.digest import Digest
 from ecr_ocir_sync.registry.pool import Registries
+from ecr_ocir_sync.rules.patterns import EVERY_REPOSITORY, Glob
 from ecr_ocir_sync.rules.placer import Placer
 
 __all__ = ["ReconcilePlan", "Reconciler", "RepositoryPlan", "TagDrift"]
@@ -110,13 +111,14 @@ class Reconciler:
         self._slots = asyncio.Semaphore(concurrency)
         self._requests = 0
 
-    async def plan(self, pattern: str = "*") -> ReconcilePlan:
+    async def plan(self, repositories: Glob = EVERY_REPOSITORY) -> ReconcilePlan:
+        """The plan for the ECR repositories ``repositories`` matches (the rules' glob)."""
         started = time.monotonic()
         plan = ReconcilePlan(self._catalog.account, self._catalog.region, time.time())
         names = [
             name
-            for name in await self._catalog.repositories(pattern)
-            if self._placer.wants_repository(name)
+            for name in await self._catalog.repositories()
+            if repositories.matches(name) and self._placer.wants_repository(name)
         ]
         plan.repositories = list(await asyncio.gather(*(self._repository(n) for n in names)))
         plan.ecr_requests = self._catalog.requests

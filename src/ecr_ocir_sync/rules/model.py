@@ -18,7 +18,7 @@ from ecr_ocir_sync.cloud.ocir_auth import ocir_host
 from ecr_ocir_sync.errors import ConfigError, InvalidReferenceError
 from ecr_ocir_sync.oci.digest import Digest
 from ecr_ocir_sync.oci.reference import ImageReference, check_repository
-from ecr_ocir_sync.rules.patterns import Glob, compile_glob
+from ecr_ocir_sync.rules.patterns import EVERY_REPOSITORY, Glob
 from ecr_ocir_sync.rules.policy import DeletePolicy
 from ecr_ocir_sync.rules.versions import SemverRange, tag_version
 
@@ -37,7 +37,7 @@ HostLookup = Callable[[str], str] | Mapping[str, str] | None
 """Region key → registry host: a function (``Settings.region_endpoint``), a mapping
 (keys it lacks get ``<key>.ocir.io``) or None (always ``<key>.ocir.io``)."""
 
-_EVERY_REPOSITORY = compile_glob("**")
+
 _NOT_A_VERSION = Version(0)
 
 
@@ -59,7 +59,7 @@ def host_function(hosts: HostLookup) -> Callable[[str], str]:
 class RepositoryFilter:
     """``repositories.include`` (any glob) minus ``repositories.exclude`` (any glob)."""
 
-    include: tuple[Glob, ...] = (_EVERY_REPOSITORY,)
+    include: tuple[Glob, ...] = (EVERY_REPOSITORY,)
     exclude: tuple[Glob, ...] = ()
 
     def mismatch(self, repository: str) -> str | None:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Glob", "compile_glob", "glob_problem"]
+from ecr_ocir_sync.errors import ConfigError
+
+__all__ = ["EVERY_REPOSITORY", "Glob", "compile_glob", "glob_problem", "repository_glob"]
 
 _WILDCARDS = frozenset("*?[")
 
@@ -94,3 +96,20 @@ def glob_problem(pattern: str) -> str | None:
     if any(char.isspace() for char in pattern):
         return "contains whitespace, but repository names never do, so it never matches"
     return None
+
+
+def repository_glob(pattern: str, *, where: str) -> Glob:
+    """``pattern`` given in ``where`` (an option, say) as a Glob; ConfigError if it cannot match."""
+    problem = glob_problem(pattern)
+    if problem is None:
+        try:
+            return compile_glob(pattern)
+        except re.error as error:
+            problem = f"is malformed ({error})"
+    raise ConfigError(
+        f"{where}: pattern '{pattern}' {problem}. Globs match whole repository names: '*' "
+        "and '?' stay within one path segment, '**' crosses '/' (e.g. 'team/*', 'team/**')"
+    )
+
+
+EVERY_REPOSITORY = compile_glob("**")
