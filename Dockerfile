@@ -36,6 +36,9 @@ COPY src ./src
 # go, they have no business at run time.
 # Bytecode is compiled once here, as root, because the runtime root filesystem
 # is read-only and PYTHONDONTWRITEBYTECODE stops lazy compilation anyway.
+# DL3013 (pin versions in pip): the unpinned install is this project, from the
+# build context; every dependency is pinned and hash-checked by requirements.lock.
+# hadolint ignore=DL3013
 RUN pip install --no-cache-dir --require-hashes -r requirements.lock \
     && pip install --no-cache-dir --no-deps '.[oci]' \
     && pip check \
