@@ -17,7 +17,7 @@ from ecr_ocir_sync.observability.metrics import Metrics
 from ecr_ocir_sync.service.runner import JobRunner
 from ecr_ocir_sync.service.wiring import build_registries
 from ecr_ocir_sync.service.workers import WorkerPool
-from ecr_ocir_sync.settings import ServiceSettings
+from ecr_ocir_sync.settings import Settings
 from tests.support.service import ACCOUNT, REGION, service_env
 
 TOKEN = "ocir-token-never-logged"
@@ -50,9 +50,8 @@ def json_logs() -> Iterator[io.StringIO]:
 
 
 async def test_a_crashed_job_attempt_logs_its_traceback(tmp_path, json_logs):
-    settings = ServiceSettings.from_env(
-        service_env("127.0.0.1:9", {"mel": "127.0.0.1:9"}, token=TOKEN, SYNC_DATA_DIR=str(tmp_path))
-    )
+    environ = service_env("127.0.0.1:9", {"mel": "127.0.0.1:9"}, token=TOKEN)
+    settings = Settings.from_environ({**environ, "SYNC_DATA_DIR": str(tmp_path)}).require_service()
     store = JobStore(tmp_path).open()
     metrics = Metrics()
     runner = JobRunner(settings, build_registries(settings), metrics, _CrashingPlacer())  # type: ignore[arg-type]

@@ -3,9 +3,10 @@
 ``import httpx`` also imports httpx's own command line (``httpx._main``) when
 click is installed — and uvicorn installs click — which drags in click, rich
 and pygments: about 65 ms, a quarter of ``ecr-ocir-sync --help``, for code
-this project never runs (bench/internals.py, bench/RESULTS.md).  A stand-in module takes its place; calling it says what
-happened.  ``httpx._main`` is an httpx internal: tests/test_internals.py fails
-when httpx stops importing it that way (the stand-in would then do nothing).
+this project never runs (bench/internals.py, bench/RESULTS.md).  A stand-in
+module takes its place; calling it says what happened.  ``httpx._main`` is an
+httpx internal: tests/test_internals.py fails when httpx stops importing it
+that way (the stand-in would then do nothing).
 """
 
 from __future__ import annotations
