@@ -3,7 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := skopeo docker-registry
+# prometheus: its promtool checks the alert rules and the dashboard queries (tests/test_monitoring.py)
+APT_PACKAGES := skopeo docker-registry prometheus
 BENCH_APT_PACKAGES := wrk
 
 .PHONY: help deps venv lock lint typecheck test demo loadtest bench clean

@@ -239,6 +239,7 @@ def test_the_periodic_pass_of_the_service_repairs_what_events_missed(
     assert 'ecr_ocir_sync_reconcile_drift{kind="copy"} 1.0' in metrics
     assert 'ecr_ocir_sync_reconcile_drift{kind="delete"} 1.0' in metrics
     assert "ecr_ocir_sync_reconcile_last_complete_timestamp_seconds 1." in metrics
+    assert "ecr_ocir_sync_reconcile_interval_seconds 3600.0" in metrics
 
 
 def test_the_dry_run_prints_the_plan_and_enqueues_nothing(

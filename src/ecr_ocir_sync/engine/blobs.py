@@ -112,7 +112,9 @@ class BlobCopier:
             if retry:
                 delay = max(self.retry.delay(attempt, error) for _, error in retry)
                 for sink, error in retry:
-                    self.progress(Retrying(sink.key, blob.digest, str(error), delay))
+                    self.progress(
+                        Retrying(sink.key, blob.digest, str(error), delay, type(error).__name__)
+                    )
                 await self.retry.sleep(delay)
             pending = [sink for sink, _ in retry]
             attempt += 1

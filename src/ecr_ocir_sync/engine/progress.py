@@ -75,6 +75,7 @@ class Retrying:
     digest: Digest
     error: str
     delay: float
+    reason: str = "SyncError"  # the error's class: a bounded label for metrics
 
 
 ProgressEvent = DestinationPlanned | SourcePlanned | BytesRead | BytesWritten | BlobDone | Retrying

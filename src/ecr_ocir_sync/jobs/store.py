@@ -323,6 +323,17 @@ class JobStore:
 
         return await self._db.call(work)
 
+    async def oldest_pending_created(self) -> float | None:
+        """When the oldest pending job was accepted; None when nothing waits."""
+
+        def work(connection: sqlite3.Connection) -> float | None:
+            row = connection.execute(
+                "SELECT MIN(created) FROM jobs WHERE state = 'pending'"
+            ).fetchone()
+            return None if row[0] is None else float(row[0])
+
+        return await self._db.call(work)
+
     # -- reconciliation passes ------------------------------------------------
 
     async def begin_pass(self) -> int:
@@ -353,6 +364,17 @@ class JobStore:
                 "SELECT started, finished FROM reconcile_passes ORDER BY id DESC LIMIT 1"
             ).fetchone()
             return (float(row[0]), row[1]) if row else None
+
+        return await self._db.call(work)
+
+    async def last_complete_pass(self) -> float | None:
+        """When the latest complete pass ended; None if none ever completed."""
+
+        def work(connection: sqlite3.Connection) -> float | None:
+            row = connection.execute(
+                "SELECT MAX(finished) FROM reconcile_passes WHERE outcome = 'complete'"
+            ).fetchone()
+            return None if row[0] is None else float(row[0])
 
         return await self._db.call(work)
 

@@ -91,12 +91,28 @@ class Metrics:
         )
         self.blob_retries = Counter(
             f"{_PREFIX}_blob_retries_total",
-            "Blob transfers retried after a transient failure",
-            ["destination"],
+            "Blob transfers retried after a transient failure, by the error's class",
+            ["destination", "reason"],  # e.g. UnavailableError, RateLimitedError
             registry=r,
         )
         self.queue_depth = Gauge(
             f"{_PREFIX}_queue_jobs", "Jobs in the store by state", ["state"], registry=r
+        )
+        self.oldest_pending_age = Gauge(
+            f"{_PREFIX}_queue_oldest_pending_age_seconds",
+            "Age of the oldest pending job (since its event was accepted); 0 when none waits",
+            registry=r,
+        )
+        self.store_writable = Gauge(
+            f"{_PREFIX}_job_store_writable",
+            "1 when the last write probe of the job store committed, else 0",
+            registry=r,
+        )
+        self.workers_configured = Gauge(
+            f"{_PREFIX}_workers_configured", "Worker loops configured (SYNC_WORKERS)", registry=r
+        )
+        self.workers_alive = Gauge(
+            f"{_PREFIX}_workers_alive", "Worker loops running in this process", registry=r
         )
         self.in_flight = Gauge(
             f"{_PREFIX}_jobs_in_flight", "Jobs being worked on by this process", registry=r
@@ -122,7 +138,13 @@ class Metrics:
         )
         self.reconcile_last_complete = Gauge(
             f"{_PREFIX}_reconcile_last_complete_timestamp_seconds",
-            "When the last complete reconciliation pass ended",
+            "When the last complete reconciliation pass ended (at start-up: the latest in the "
+            "store, else the start-up time, so its age counts from when a pass became due)",
+            registry=r,
+        )
+        self.reconcile_interval = Gauge(
+            f"{_PREFIX}_reconcile_interval_seconds",
+            "Interval of the periodic reconciliation pass; 0 when this process runs none",
             registry=r,
         )
 
@@ -145,4 +167,4 @@ class ProgressMetrics:
         elif isinstance(event, BlobDone):
             m.blobs.labels(event.destination, event.outcome.value).inc()
         elif isinstance(event, Retrying):
-            m.blob_retries.labels(event.destination).inc()
+            m.blob_retries.labels(event.destination, event.reason).inc()

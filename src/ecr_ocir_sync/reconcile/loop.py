@@ -79,7 +79,9 @@ class ReconcileLoop:
         settings = self._settings
         if settings.reconcile_interval_seconds <= 0 or not settings.reconcile_leader:
             log.info("periodic reconciliation is off in this process")
+            self._metrics.reconcile_interval.set(0)
             return
+        self._metrics.reconcile_interval.set(settings.reconcile_interval_seconds)
         self._task = asyncio.create_task(self._run(), name="reconcile")
 
     async def stop(self) -> None:
@@ -95,6 +97,8 @@ class ReconcileLoop:
         return max(0.0, last[1] + self._settings.reconcile_interval_seconds - time.time())
 
     async def _run(self) -> None:
+        last_complete = await self._store.last_complete_pass()
+        self._metrics.reconcile_last_complete.set(last_complete or time.time())
         while True:
             await asyncio.sleep(await self._due_in())
             await self.run_pass()

@@ -6,6 +6,8 @@ that an ingress never exposes; with ``SYNC_OPS_PORT=0`` they join the API port.
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -44,12 +46,22 @@ def ops_router(service: Service) -> APIRouter:
         responses=METRICS_ANSWERS,
     )
     async def metrics() -> Response:
-        counts = await service.store.counts()
-        for state, count in counts.items():
-            service.metrics.queue_depth.labels(state.value).set(count)
+        # The readiness check is the store's write probe (at most once a second).
+        writable = await service.readiness.ready()
+        service.metrics.store_writable.set(1 if writable else 0)
+        if writable:
+            await _observe_queue(service)
         return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+async def _observe_queue(service: Service) -> None:
+    metrics = service.metrics
+    for state, count in (await service.store.counts()).items():
+        metrics.queue_depth.labels(state.value).set(count)
+    oldest = await service.store.oldest_pending_created()
+    metrics.oldest_pending_age.set(0 if oldest is None else max(0.0, time.time() - oldest))
 
 
 def create_ops_app(service: Service) -> FastAPI:

@@ -46,18 +46,26 @@ class WorkerPool:
         self._wake = asyncio.Event()
         self._stopping = False
         self._loops: list[asyncio.Task[None]] = []
+        self._workers: list[asyncio.Task[None]] = []
         self._running: set[asyncio.Task[None]] = set()
 
     def wake(self) -> None:
         """A job was submitted: idle workers look now instead of at the next poll."""
         self._wake.set()
 
+    @property
+    def alive(self) -> int:
+        """Worker loops still running (a loop that ended shrinks the pool)."""
+        return sum(1 for task in self._workers if not task.done())
+
     def start(self) -> None:
-        self._loops = [
+        self._workers = [
             asyncio.create_task(self._loop(), name=f"worker-{index}")
             for index in range(self._settings.workers)
         ]
-        self._loops.append(asyncio.create_task(self._prune_loop(), name="pruner"))
+        self._loops = [*self._workers, asyncio.create_task(self._prune_loop(), name="pruner")]
+        self._metrics.workers_configured.set(self._settings.workers)
+        self._metrics.workers_alive.set_function(lambda: self.alive)
 
     async def drain(self, grace: float) -> None:
         """Start no new job; give running ones ``grace`` seconds, then stop them.
