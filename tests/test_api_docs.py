@@ -13,7 +13,7 @@ from ecr_ocir_sync.jobs.store import JobStore
 from ecr_ocir_sync.service.app import create_app
 from ecr_ocir_sync.service.events import parse_event
 from ecr_ocir_sync.service.wiring import Service
-from tests.support.service import ACCOUNT, REGION
+from tests.support.service import ACCOUNT, API_KEY, REGION
 from tests.test_api_failures import settings_for
 
 
@@ -128,3 +128,28 @@ async def test_both_documented_payloads_are_accepted_as_the_same_image_event(tmp
     assert all(isinstance(request, SyncRequest) for request in parsed)
     images = {(r.action, r.repository, r.tag) for r in parsed if isinstance(r, SyncRequest)}
     assert images == {(Action.PUSH, "team/web", "1.4")}
+
+
+async def test_the_documented_status_has_exactly_the_fields_the_status_is_sent_with(tmp_path):
+    service = Service(settings_for(tmp_path))
+    service.store.open()
+    pass_id = await service.store.begin_pass()
+    await service.store.end_pass(pass_id, "complete", '{"drift": 0}')
+    transport = httpx.ASGITransport(app=create_app(service))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+            status = (await http.get("/status", headers={"X-API-Key": API_KEY})).json()
+        schemas = create_app(service).openapi()["components"]["schemas"]
+    finally:
+        await service.stop()
+
+    assert set(schemas["StatusDocument"]["properties"]) == set(status)
+    for part in ("backlog", "workers", "reconciliation"):
+        documented = schemas[schemas["StatusDocument"]["properties"][part]["$ref"].split("/")[-1]]
+        assert set(documented["properties"]) == set(status[part])
+    last_pass = schemas["Reconciliation"]["properties"]["last_pass"]["anyOf"][0]["$ref"]
+    assert set(schemas[last_pass.split("/")[-1]]["properties"]) == set(
+        status["reconciliation"]["last_pass"]
+    )
+    running = schemas["StatusDocument"]["properties"]["running"]["items"]
+    assert running == {"$ref": "#/components/schemas/JobDocument"}

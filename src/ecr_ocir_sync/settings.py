@@ -199,6 +199,8 @@ class Settings(BaseSettings):
         512, alias="SYNC_MAX_CONCURRENCY"
     )
     api_docs: Flag = Field(False, alias="SYNC_API_DOCS")  # /docs and /openapi.json
+    # where `ecr-ocir-sync status` asks a running service
+    status_url: str = Field("http://127.0.0.1:8080", alias="SYNC_STATUS_URL")
     insecure_variable: Annotated[frozenset[str], BeforeValidator(_hosts)] = Field(
         frozenset(), alias="SYNC_INSECURE_REGISTRIES"
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 from ecr_ocir_sync import __version__
 from ecr_ocir_sync.cli.config_check import add_config_command, run_config_command
 from ecr_ocir_sync.cli.service_commands import add_service_commands, run_service_command
+from ecr_ocir_sync.cli.status import add_status_command, run_status_command
 from ecr_ocir_sync.cloud.credential_chain import CredentialSettings, OcirLogin, build_credentials
 from ecr_ocir_sync.engine.destination import Destination
 from ecr_ocir_sync.engine.progress import ProgressListener, ignore_progress
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     delete.add_argument("destinations", metavar="DEST", nargs="+")
     add_service_commands(commands)
+    add_status_command(commands)
     add_config_command(commands)
     return parser
 
@@ -212,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_environ(os.environ)
     if args.command == "config":
         return run_config_command(args, settings)
+    if args.command == "status":
+        return run_status_command(args, settings)
     try:
         if args.command in ("serve", "jobs", "reconcile"):
             return run_service_command(args, settings)

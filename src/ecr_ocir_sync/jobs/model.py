@@ -54,6 +54,7 @@ class DestinationRecord(TransferCounts):
     status: DestinationStatus = DestinationStatus.PENDING
     error: str | None = None
     retryable: bool = False
+    bytes_needed: int = 0  # what this attempt has to send, once the engine knows it
     seconds: float = 0.0
     detail: str | None = None
 

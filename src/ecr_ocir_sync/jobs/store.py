@@ -14,6 +14,7 @@ Rules it keeps:
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 import uuid
@@ -364,6 +365,21 @@ class JobStore:
                 "SELECT started, finished FROM reconcile_passes ORDER BY id DESC LIMIT 1"
             ).fetchone()
             return (float(row[0]), row[1]) if row else None
+
+        return await self._db.call(work)
+
+    async def latest_pass(self) -> dict[str, Any] | None:
+        """The latest pass as recorded: started, finished, outcome, summary (parsed)."""
+
+        def work(connection: sqlite3.Connection) -> dict[str, Any] | None:
+            row = connection.execute(
+                "SELECT started, finished, outcome, summary FROM reconcile_passes "
+                "ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            summary = json.loads(row["summary"]) if row["summary"] else None
+            return {**dict(row), "summary": summary}
 
         return await self._db.call(work)
 

@@ -35,6 +35,7 @@ from ecr_ocir_sync.service.openapi import (
     add_payload_schemas,
 )
 from ecr_ocir_sync.service.ops import ops_router
+from ecr_ocir_sync.service.status import StatusDocument, status_document
 from ecr_ocir_sync.service.wiring import Service
 
 __all__ = ["MAX_LIST_LIMIT", "create_app"]
@@ -86,6 +87,7 @@ def create_app(service: Service) -> FastAPI:
     authorized = _Authorizer(service.settings.api_key)
     _add_intake(app, service, authorized)
     _add_jobs(app, service, authorized)
+    _add_status(app, service, authorized)
     if service.settings.ops_port == 0:
         app.include_router(ops_router(service))
     generate = app.openapi
@@ -230,3 +232,16 @@ def _add_jobs(app: FastAPI, service: Service, authorized: _Authorizer) -> None:
             return _error(409, str(error))
         service.workers.wake()
         return JSONResponse(job.to_json(), 202)
+
+
+def _add_status(app: FastAPI, service: Service, authorized: _Authorizer) -> None:
+    @app.get(
+        "/status",
+        summary="Backlog, running jobs with per-region progress, recent failures, last pass",
+        responses={200: {"model": StatusDocument}, 401: {"model": Rejected}},
+        openapi_extra={"security": API_KEY_SCHEMES},
+    )
+    async def status(request: Request) -> JSONResponse:
+        if not authorized(request):
+            return _error(401, _UNAUTHORIZED)
+        return JSONResponse(await status_document(service))

@@ -10,7 +10,7 @@ private fields), so the page cannot drift from what is sent.
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any, Literal, NotRequired, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NotRequired, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
@@ -28,6 +28,8 @@ __all__ = [
     "SECURITY_SCHEMES",
     "SYNC_ANSWERS",
     "SYNC_REQUEST_BODY",
+    "JobDocument",
+    "JobJson",
     "Rejected",
     "SyncAccepted",
     "SyncIgnored",
@@ -138,6 +140,11 @@ class EventBridgeEvent(OriginalPayload):
     time: str | None = Field(default=None, description="ISO 8601; the newest event per tag wins")
     resources: list[Any] | None = None
 
+
+if TYPE_CHECKING:
+    JobJson = dict[str, Any]  # what Job.to_json returns, for answers that embed jobs
+else:
+    JobJson = JobDocument  # ... and how the schema of those answers documents it
 
 _ORIGINAL = {
     "account": "123456789012",

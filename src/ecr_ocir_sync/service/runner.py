@@ -16,7 +16,12 @@ from ecr_ocir_sync.engine.delete import delete_image
 from ecr_ocir_sync.engine.destination import Destination
 from ecr_ocir_sync.engine.locations import BlobLocations
 from ecr_ocir_sync.engine.mirror import mirror_image
-from ecr_ocir_sync.engine.progress import BlobDone, BytesWritten, ProgressEvent
+from ecr_ocir_sync.engine.progress import (
+    BlobDone,
+    BytesWritten,
+    DestinationPlanned,
+    ProgressEvent,
+)
 from ecr_ocir_sync.engine.result import CopyResult, DestinationResult
 from ecr_ocir_sync.errors import SyncError
 from ecr_ocir_sync.jobs.model import DestinationRecord, Job
@@ -139,7 +144,10 @@ class JobRunner:
         if overtaken is not None:
             return Attempt(records, superseded=overtaken)
         for key in todo:
-            records[key] = records[key].with_progress(status=DestinationStatus.RUNNING, error=None)
+            # A new attempt: progress counts what this attempt sends of what it needs.
+            records[key] = records[key].with_progress(
+                status=DestinationStatus.RUNNING, error=None, bytes_sent=0, bytes_needed=0
+            )
         targets = self._destinations(job, todo, pin_digest=deleting)
         if deleting:
             result = await delete_image(str(self.source_reference(job)), list(targets.values()))
@@ -207,6 +215,7 @@ def _record(outcome: DestinationResult) -> DestinationRecord:
         status=outcome.status,
         error=outcome.error,
         retryable=outcome.retryable,
+        bytes_needed=outcome.counts.bytes_sent,  # done: what had to be sent is what was
         seconds=round(outcome.seconds, 3),
         detail=outcome.detail,
     ).with_counts(outcome.counts)
@@ -229,7 +238,11 @@ class _LiveRecords:
         self._metrics(event)
         # Events carry the destination's key: the region key the runner gave it.
         records = self._records
-        if isinstance(event, BytesWritten):
+        if isinstance(event, DestinationPlanned):
+            record = records[event.destination]
+            needed = record.bytes_needed + event.bytes_needed  # one per image (and referrer)
+            records[event.destination] = record.with_progress(bytes_needed=needed)
+        elif isinstance(event, BytesWritten):
             records[event.destination] = records[event.destination].sent(event.count)
         elif isinstance(event, BlobDone):
             records[event.destination] = records[event.destination].blob(event.outcome)
