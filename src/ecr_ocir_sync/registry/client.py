@@ -4,8 +4,9 @@ Manifests are fetched and pushed as raw bytes so digests are preserved; every
 manifest read is checked against the digest the registry states and the one
 asked for.  Blobs are probed with HEAD, streamed with GET (redirects to other
 hosts followed without the registry's Authorization header, as ECR's
-pre-signed storage URLs demand), and uploaded as the docker client does:
-POST, one streamed PATCH, PUT ``?digest=``.
+pre-signed storage URLs demand) whole or as a closed ``Range``, and uploaded
+as the docker client does (POST, one streamed PATCH, PUT ``?digest=``) or in
+``Content-Range`` chunks, with the upload's status asked for after a failure.
 
 Credentials go only to the registry's own origin: every URL the registry hands
 back (upload ``Location``, pagination ``Link``, redirects) passes
@@ -16,6 +17,8 @@ on the registry's origin.
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,7 +26,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
-from ecr_ocir_sync.errors import AuthError, NotFoundError, ProtocolError
+from ecr_ocir_sync.errors import AuthError, NotFoundError, ProtocolError, SyncError
 from ecr_ocir_sync.oci.digest import Digest, digest_of, parse_digest
 from ecr_ocir_sync.oci.manifest import Descriptor, ImageIndex, Manifest, parse_manifest
 from ecr_ocir_sync.oci.mediatypes import MANIFEST_ACCEPT, OCI_INDEX
@@ -32,13 +35,24 @@ from ecr_ocir_sync.registry.credentials import CredentialProvider
 from ecr_ocir_sync.registry.retry import RetryPolicy, with_retries
 from ecr_ocir_sync.registry.transport import raise_for_status, send
 
-__all__ = ["RegistryClient"]
+__all__ = ["RegistryClient", "UploadStatus"]
 
 _MAX_REDIRECTS = 5
 _MAX_MANIFEST = 4 * 1024 * 1024  # the distribution registry's own limit
 # Answers to GET /v2/<name>/referrers/<digest> that mean "no referrers API here": the spec
 # says 404; older registries route the path nowhere (400, 405) or say they lack it (501).
 _NO_REFERRERS_API = frozenset({400, 404, 405, 501})
+_UPLOAD_RANGE = re.compile(r"(?:bytes=)?0-(\d+)")
+
+
+class UploadStatus:
+    """Where an unfinished upload stands: its current URL and the bytes it holds."""
+
+    __slots__ = ("location", "offset")
+
+    def __init__(self, location: str, offset: int) -> None:
+        self.location = location
+        self.offset = offset
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -68,8 +82,11 @@ class RegistryClient:
         insecure: bool = False,
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        streams: int = 16,
     ) -> None:
         self.host = host
+        # Blob bodies (reads and uploads) in flight to this host; see registry.pool.
+        self.streams = asyncio.Semaphore(streams)
         self.base_url = f"{'http' if insecure else 'https'}://{host}"
         self._origin = _origin(self.base_url)
         self._http = http
@@ -308,11 +325,23 @@ class RegistryClient:
         return await with_retries(self.retry, attempt)
 
     @asynccontextmanager
-    async def open_blob(self, repository: str, digest: Digest) -> AsyncIterator[httpx.Response]:
-        """A streaming response with the blob's bytes; read it with ``aiter_raw``."""
+    async def open_blob(
+        self, repository: str, digest: Digest, *, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[httpx.Response]:
+        """A streaming response with the blob's bytes; read it with ``aiter_raw``.
+
+        With ``end`` the bytes ``start``..``end`` (inclusive) are asked for with a
+        closed ``Range`` (some stores answer nothing else); the answer must be a
+        206 with exactly that ``Content-Range``.  The blob URL is requested
+        afresh every time, so a redirect to pre-signed storage is a new one.
+        """
         where = self._where(f"reading blob {digest} from", repository)
+        ranged = end is not None
+        headers = {"Range": f"bytes={start}-{end}"} if ranged else {}
         url = self._url(f"/v2/{repository}/blobs/{digest}")
-        response = await self._request("GET", url, pull_scope(repository), where, stream=True)
+        response = await self._request(
+            "GET", url, pull_scope(repository), where, headers=headers, stream=True
+        )
         try:
             for _ in range(_MAX_REDIRECTS):
                 if not response.is_redirect:
@@ -321,12 +350,17 @@ class RegistryClient:
                 target = self._follow(str(response.url), response.headers["Location"], where)
                 # Pre-signed storage URLs reject a second auth mechanism: send none there.
                 auth = await self._auth_for(target, pull_scope(repository))
-                headers = {"Authorization": auth} if auth else {}
-                request = self._http.build_request("GET", target, headers=headers)
+                follow = dict(headers)  # the Range, if any, goes along
+                if auth:
+                    follow["Authorization"] = auth
+                request = self._http.build_request("GET", target, headers=follow)
                 response = await send(self._http, request, where=where, stream=True)
-            if response.status_code != 200:
+            expected = 206 if ranged else 200
+            if response.status_code != expected:
                 await response.aread()
-                raise_for_status(response, where, 200)
+                raise_for_status(response, where, expected)
+            if ranged:
+                _check_content_range(response, start, end, where)
             yield response
         finally:
             await response.aclose()
@@ -366,27 +400,79 @@ class RegistryClient:
         If ``body`` raises (the source failed or its bytes did not verify), the
         PATCH is aborted and the PUT never sent: nothing is committed.
         """
+        committed = await self.patch_upload(repository, location, digest, size, body)
+        await self.commit_upload(repository, committed, digest)
+
+    async def patch_upload(
+        self,
+        repository: str,
+        location: str,
+        digest: Digest,
+        length: int,
+        body: AsyncIterator[bytes],
+        *,
+        offset: int | None = None,
+    ) -> str:
+        """Send ``length`` bytes of the blob in one PATCH; the upload's next URL.
+
+        With ``offset`` the PATCH carries ``Content-Range: offset-last`` (a chunk
+        of a chunked or resumed upload); without, it is the one streamed PATCH.
+        """
         where = self._where(f"writing blob {digest} to", repository)
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(length)}
+        if offset is not None:
+            headers["Content-Range"] = f"{offset}-{offset + length - 1}"
         response = await self._request(
-            "PATCH",
-            location,
-            push_scope(repository),
-            where,
-            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-            content=body,
+            "PATCH", location, push_scope(repository), where, headers=headers, content=body
         )
+        if response.status_code not in (202, 204):
+            await response.aread()
         raise_for_status(response, where, 202, 204)
-        committed = self._location(response, where)
-        separator = "&" if urlsplit(committed).query else "?"
+        return self._location(response, where)
+
+    async def commit_upload(self, repository: str, location: str, digest: Digest) -> None:
+        """PUT ``?digest=``: the registry checks the bytes it holds and stores the blob."""
+        where = self._where(f"committing blob {digest} to", repository)
+        separator = "&" if urlsplit(location).query else "?"
         response = await self._request(
             "PUT",
-            f"{committed}{separator}digest={quote(digest)}",
+            f"{location}{separator}digest={quote(digest)}",
             push_scope(repository),
             where,
             headers={"Content-Length": "0"},
             content=b"",
         )
         raise_for_status(response, where, 201, 204)
+
+    async def upload_status(self, repository: str, location: str) -> UploadStatus | None:
+        """Where an upload stands (GET on its URL, ``Range`` header); None when the
+        registry cannot say (the session is gone, invalid, or the answer unclear)."""
+        where = self._where("asking where an upload stands at", repository)
+        try:
+            response = await self._request("GET", location, push_scope(repository), where)
+        except SyncError:
+            return None
+        await response.aread()
+        if response.status_code != 204:
+            return None
+        stated = response.headers.get("Range")
+        offset = 0
+        if stated:
+            match = _UPLOAD_RANGE.fullmatch(stated.strip())
+            if match is None:
+                return None
+            # "0-0" is ambiguous: the distribution registry states it for 0 bytes as well
+            # as for 1; take 0 (a wrong guess is refused with 416, then a new session starts).
+            last = int(match.group(1))
+            offset = last + 1 if last > 0 else 0
+        next_location = response.headers.get("Location")
+        try:
+            where_now = (
+                self._follow(str(response.url), next_location, where) if next_location else location
+            )
+        except SyncError:
+            return None
+        return UploadStatus(where_now, offset)
 
     async def cancel_upload(self, repository: str, location: str) -> None:
         """Best effort: tell the registry to drop an unfinished upload."""
@@ -402,3 +488,14 @@ class RegistryClient:
         if not location:
             raise ProtocolError(f"{where}: {response.status_code} without a Location header")
         return self._follow(str(response.url), location, where)
+
+
+def _check_content_range(response: httpx.Response, start: int, end: int | None, where: str) -> None:
+    """A ranged answer must be exactly the bytes asked for, or it is not used."""
+    stated = response.headers.get("Content-Range", "")
+    match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", stated.strip())
+    if match is None or (int(match.group(1)), int(match.group(2))) != (start, end):
+        raise ProtocolError(
+            f"{where}: asked for bytes {start}-{end}, the answer's Content-Range is "
+            f"{stated or 'missing'}; the registry does not honour Range requests"
+        )

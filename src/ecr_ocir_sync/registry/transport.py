@@ -26,7 +26,9 @@ from ecr_ocir_sync.errors import (
 
 __all__ = ["iter_body", "new_http_client", "raise_for_status", "retry_after_seconds", "send"]
 
-_TIMEOUT = httpx.Timeout(connect=15.0, read=120.0, write=120.0, pool=None)
+# A read or write that moves nothing for 120 s fails; a transfer that merely waits (for
+# bytes another stream has not fetched yet) is judged by the engine's no-progress watchdog.
+_CONNECT, _READ, _WRITE = 15.0, 120.0, 120.0
 
 
 # httpcore reads sockets 64 KiB at a time; every read costs two timeout scopes,
@@ -58,12 +60,18 @@ class _LazyTransport(httpx.AsyncBaseTransport):
             await self._transport.aclose()
 
 
-def new_http_client(*, max_connections: int = 64) -> httpx.AsyncClient:
-    """The shared connection pool. Redirects are followed by hand (see client)."""
+def new_http_client(*, max_connections: int = 20, pool_timeout: float = 60.0) -> httpx.AsyncClient:
+    """One host's connection pool. Redirects are followed by hand (see client).
+
+    Waiting for a free connection is bounded by ``pool_timeout`` (a retryable
+    failure), so no request can wait for ever on a pool that never frees up.
+    """
     httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = _READ_BYTES
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=32)
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
     return httpx.AsyncClient(
-        timeout=_TIMEOUT,
+        timeout=httpx.Timeout(connect=_CONNECT, read=_READ, write=_WRITE, pool=pool_timeout),
         follow_redirects=False,
         transport=_LazyTransport(verify=True, limits=limits),
         # Plain HTTP goes only to hosts marked insecure; it needs no CA bundle.
