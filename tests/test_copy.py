@@ -10,7 +10,7 @@ import pytest
 from ecr_ocir_sync.engine.copy import CopyOptions, copy_image
 from ecr_ocir_sync.engine.destination import Destination
 from ecr_ocir_sync.engine.locations import BlobLocations
-from ecr_ocir_sync.engine.progress import ProgressEvent, Retrying, SourcePlanned
+from ecr_ocir_sync.engine.progress import ProgressEvent, SourcePlanned, SourceResumed
 from ecr_ocir_sync.engine.result import CopyResult
 from ecr_ocir_sync.oci.reference import parse_reference
 from ecr_ocir_sync.outcome import TransferCounts
@@ -228,7 +228,7 @@ async def test_a_connection_dropped_mid_blob_is_retried_and_the_copy_succeeds(
 
     assert proxy.cuts == 1
     assert result.ok, result
-    assert any(isinstance(event, Retrying) for event in events)
+    assert any(isinstance(event, SourceResumed) for event in events)
     assert skopeo.manifest_digest(f"{dest_open.host}/app:1") == image.digest
     assert skopeo.manifest_digest(f"{dest_basic.host}/app:1", CREDS) == image.digest
 

@@ -185,6 +185,26 @@ class Settings(BaseSettings):
     )
     # more unfinished jobs than this: /sync answers 503 + Retry-After
     max_pending_jobs: Count = Field(10000, alias="SYNC_MAX_PENDING_JOBS")
+    # How blobs move (serve and copy alike; README "Large images, bad links")
+    # None: half the spool volume's free space at start-up
+    spool_max_bytes: Annotated[int | None, BeforeValidator(parse.at_least(int, 0))] = Field(
+        None, alias="SYNC_SPOOL_MAX_BYTES"
+    )
+    # 0: one streamed PATCH per blob
+    upload_chunk_bytes: Annotated[int, BeforeValidator(parse.at_least(int, 0))] = Field(
+        0, alias="SYNC_UPLOAD_CHUNK_BYTES"
+    )
+    # no byte moved for this long: the attempt is cancelled and retried
+    stall_seconds: Annotated[float, BeforeValidator(parse.at_least(float, 1))] = Field(
+        300.0, alias="SYNC_STALL_SECONDS"
+    )
+    # per registry host; 4/5 of them may carry blob bodies
+    host_connections: Annotated[int, BeforeValidator(parse.at_least(int, 2))] = Field(
+        20, alias="SYNC_HOST_CONNECTIONS"
+    )
+    pool_timeout_seconds: Annotated[float, BeforeValidator(parse.at_least(float, 1))] = Field(
+        60.0, alias="SYNC_POOL_TIMEOUT_SECONDS"
+    )
     # The listeners: health, readiness and metrics on their own port (0: on the API port)
     ops_port: Annotated[int, BeforeValidator(parse.at_least(int, 0))] = Field(
         8081, alias="SYNC_OPS_PORT"

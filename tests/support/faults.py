@@ -34,11 +34,13 @@ async def relay(
 
 
 class CuttingProxy:
-    """Forwards 127.0.0.1:port → upstream; cuts the first response past ``cut_after`` bytes."""
+    """Forwards 127.0.0.1:port → upstream; resets the first connection whose response
+    (or, with ``requests=True``, whose request) passes ``cut_after`` bytes."""
 
-    def __init__(self, upstream_port: int, cut_after: int) -> None:
+    def __init__(self, upstream_port: int, cut_after: int, *, requests: bool = False) -> None:
         self.upstream_port = upstream_port
         self.cut_after = cut_after
+        self.requests = requests
         self.cuts = 0
         self._armed = True
         self._server: asyncio.Server | None = None
@@ -71,8 +73,9 @@ class CuttingProxy:
             self._tasks.discard(task)  # type: ignore[arg-type]
 
     async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cutting: bool
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, response: bool
     ) -> None:
+        cutting = response != self.requests
         sent = 0
         while data := await reader.read(65536):
             if cutting and self._armed and sent + len(data) > self.cut_after:
@@ -143,3 +146,119 @@ class SlowProxy:
             if slow:
                 self.forwarded += len(data)
                 await asyncio.sleep(len(data) / self.rate)  # the throttle itself
+
+
+class Fault:
+    """What :class:`HttpFaultProxy` does to the ``nth`` request with ``method``."""
+
+    def __init__(
+        self, method: str, nth: int = 1, *, status: int | None = None, stall: bool = False
+    ) -> None:
+        self.method = method
+        self.nth = nth
+        self.status = status  # answer this (after swallowing the body) instead of forwarding
+        self.stall = stall  # read nothing more, answer nothing, until released or stopped
+
+
+class HttpFaultProxy:
+    """An HTTP/1.1 proxy on 127.0.0.1 that forwards one request per connection and
+    misbehaves on the requests its faults name; it records every request line.
+
+    A fault with ``status`` swallows the request body (the registry never sees
+    the request) and answers that status; a ``stall`` fault stops reading after
+    the request head and holds the connection until :meth:`release` or stop.
+    """
+
+    def __init__(self, upstream_port: int, *faults: Fault) -> None:
+        self.upstream_port = upstream_port
+        self.faults = list(faults)
+        self.requests: list[str] = []  # "METHOD /path?query"
+        self.released = asyncio.Event()
+        self._seen: dict[str, int] = {}
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def host(self) -> str:
+        assert self._server is not None
+        return f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    def count(self, method: str) -> int:
+        return sum(1 for line in self.requests if line.startswith(f"{method} "))
+
+    def release(self) -> None:
+        self.released.set()
+
+    async def start(self) -> HttpFaultProxy:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    def _fault_for(self, method: str) -> Fault | None:
+        self._seen[method] = self._seen.get(method, 0) + 1
+        for fault in self.faults:
+            if fault.method == method and fault.nth == self._seen[method]:
+                return fault
+        return None
+
+    async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)  # type: ignore[arg-type]
+        try:
+            await self._one_request(client_r, client_w)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            self._tasks.discard(task)  # type: ignore[arg-type]
+            client_w.transport.abort()
+
+    async def _one_request(
+        self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter
+    ) -> None:
+        head = await client_r.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, _version = lines[0].split(" ", 2)
+        self.requests.append(f"{method} {target}")
+        headers = [
+            line for line in lines[1:] if line and not line.lower().startswith("connection:")
+        ]
+        length = next(
+            (int(h.split(":", 1)[1]) for h in headers if h.lower().startswith("content-length:")), 0
+        )
+        fault = self._fault_for(method)
+        if fault is not None and fault.stall:
+            await self.released.wait()
+            return
+        if fault is not None and fault.status is not None:
+            await client_r.readexactly(length)
+            client_w.write(
+                f"HTTP/1.1 {fault.status} Injected\r\nContent-Length: 0\r\nRetry-After: 0\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            await client_w.drain()
+            return
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        try:
+            forwarded = "\r\n".join([lines[0], *headers, "Connection: close", "", ""])
+            up_w.write(forwarded.encode("latin-1"))
+            remaining = length
+            while remaining:
+                data = await client_r.read(min(remaining, 65536))
+                if not data:
+                    return
+                up_w.write(data)
+                await up_w.drain()
+                remaining -= len(data)
+            while data := await up_r.read(65536):
+                client_w.write(data)
+                await client_w.drain()
+        finally:
+            up_w.transport.abort()

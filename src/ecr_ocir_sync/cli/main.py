@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -24,7 +25,7 @@ from ecr_ocir_sync.engine.progress import ProgressListener, ignore_progress
 from ecr_ocir_sync.engine.result import CopyResult
 from ecr_ocir_sync.errors import ConfigError, SyncError
 from ecr_ocir_sync.oci.reference import ImageReference, parse_reference
-from ecr_ocir_sync.registry.pool import Registries
+from ecr_ocir_sync.registry.pool import ConnectionLimits, Registries
 from ecr_ocir_sync.rules.regions import region_destinations
 from ecr_ocir_sync.settings import Settings
 
@@ -130,6 +131,12 @@ _REGISTRY_VARIABLES = (
     "OCI_AUTH_TOKEN",
     "OCIR_ENDPOINT_<KEY>",
     "REGISTRY_AUTH_FILE",
+    # how blobs move
+    "SYNC_SPOOL_MAX_BYTES",
+    "SYNC_UPLOAD_CHUNK_BYTES",
+    "SYNC_STALL_SECONDS",
+    "SYNC_HOST_CONNECTIONS",
+    "SYNC_POOL_TIMEOUT_SECONDS",
 )
 
 
@@ -171,7 +178,8 @@ def _registries(args: argparse.Namespace, settings: Settings) -> Registries:
         ocir_hosts={key: endpoint.host for key, endpoint in endpoints.items()},
     )
     insecure = {*args.insecure, *(e.host for e in endpoints.values() if e.insecure)}
-    return Registries(build_credentials(credentials), insecure=frozenset(insecure))
+    limits = ConnectionLimits(settings.host_connections, settings.pool_timeout_seconds)
+    return Registries(build_credentials(credentials), insecure=frozenset(insecure), limits=limits)
 
 
 def _listener(args: argparse.Namespace) -> tuple[ProgressListener, AbstractContextManager[object]]:
@@ -184,8 +192,10 @@ def _listener(args: argparse.Namespace) -> tuple[ProgressListener, AbstractConte
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> CopyResult:
+    from ecr_ocir_sync.engine.copy import CopyOptions  # noqa: PLC0415
     from ecr_ocir_sync.engine.delete import delete_image  # noqa: PLC0415 - keeps --help fast
     from ecr_ocir_sync.engine.mirror import mirror_image  # noqa: PLC0415
+    from ecr_ocir_sync.engine.spool import Spool  # noqa: PLC0415
 
     async with _registries(args, settings) as registries:
         if args.command == "delete":
@@ -198,12 +208,21 @@ async def _run(args: argparse.Namespace, settings: Settings) -> CopyResult:
             for r in _destination_references(args, source, settings)
         ]
         listener, display = _listener(args)
-        with display:
+        # copy has no volume of its own: its spool is a temporary directory (under
+        # $TMPDIR), removed when the copy ends, whatever the outcome.
+        with display, tempfile.TemporaryDirectory(prefix="ecr-ocir-sync-spool-") as spool_dir:
+            options = CopyOptions(
+                retry=registries.retry,
+                spool=Spool.open(Path(spool_dir), settings.spool_max_bytes),
+                stall_seconds=settings.stall_seconds,
+                upload_chunk_bytes=settings.upload_chunk_bytes,
+            )
             return await mirror_image(
                 registries.client(source.registry),
                 source,
                 targets,
                 referrers=not args.no_referrers,
+                options=options,
                 progress=listener,
             )
 

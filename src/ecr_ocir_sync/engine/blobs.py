@@ -1,8 +1,9 @@
 """Getting one blob to the destinations that lack it: mount if possible, else stream.
 
-Transient failures are retried per blob with backoff, and only for the
-destinations that failed; a permanent one (integrity, auth, not found) ends
-that destination's copy.
+Streaming is one FanOut: with the spool, transient failures are retried from
+it inside the fan-out; in lockstep (no room in the spool) the destinations
+that failed transiently get a new round that reads the source again.  A
+permanent failure (integrity, auth, not found) ends that destination's copy.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ecr_ocir_sync.engine.fanout import FanOut, TransferSettings
 from ecr_ocir_sync.engine.locations import BlobLocations, InFlight
 from ecr_ocir_sync.engine.progress import (
     BlobDone,
@@ -19,8 +21,11 @@ from ecr_ocir_sync.engine.progress import (
     BytesWritten,
     ProgressListener,
     Retrying,
+    SourceResumed,
+    SpoolFallback,
 )
-from ecr_ocir_sync.engine.tee import BlobSink, tee_blob
+from ecr_ocir_sync.engine.spool import Spool
+from ecr_ocir_sync.engine.upload import BlobSink
 from ecr_ocir_sync.errors import SyncError
 from ecr_ocir_sync.oci.manifest import Descriptor
 from ecr_ocir_sync.registry.client import RegistryClient
@@ -35,10 +40,34 @@ class BlobCopier:
 
     source: RegistryClient
     source_repository: str
-    retry: RetryPolicy
+    transfer: TransferSettings
     progress: ProgressListener
     locations: BlobLocations
-    depth: int = 16
+    spool: Spool | None = None
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self.transfer.retry
+
+    def _fan_out(self) -> FanOut:
+        def on_retry(
+            sink: BlobSink | None, blob: Descriptor, error: SyncError, delay: float
+        ) -> None:
+            if sink is None:
+                self.progress(SourceResumed(blob.digest, 0, str(error), delay))
+            else:
+                self.progress(Retrying(sink.key, blob.digest, str(error), delay))
+
+        return FanOut(
+            self.source,
+            self.source_repository,
+            self.transfer,
+            self.spool,
+            on_read=lambda count: self.progress(BytesRead(count)),
+            on_sent=lambda sink, count: self.progress(BytesWritten(sink.key, count)),
+            on_retry=on_retry,
+            on_fallback=lambda blob: self.progress(SpoolFallback(blob.digest, blob.size)),
+        )
 
     async def copy(
         self, blob: Descriptor, sinks: Sequence[BlobSink]
@@ -89,23 +118,16 @@ class BlobCopier:
             else:
                 pending.append(sink)
         attempt = 1
+        fan_out = self._fan_out()
         while pending:
-            errors = await tee_blob(
-                self.source,
-                self.source_repository,
-                blob,
-                pending,
-                on_read=lambda count: self.progress(BytesRead(count)),
-                on_sent=lambda sink, count: self.progress(BytesWritten(sink.key, count)),
-                depth=self.depth,
-            )
+            sent = await fan_out.send(blob, pending)
             retry: list[tuple[BlobSink, SyncError]] = []
-            for sink, error in zip(pending, errors, strict=True):
+            for sink, error in zip(pending, sent.errors, strict=True):
                 if error is None:
                     results[sink] = None
                     self.locations.remember(sink.client.host, blob.digest, sink.repository)
                     self.progress(BlobDone(sink.key, blob.digest, blob.size, BlobOutcome.COPIED))
-                elif error.retryable and attempt < self.retry.attempts:
+                elif error.retryable and not sent.spooled and attempt < self.retry.attempts:
                     retry.append((sink, error))
                 else:
                     results[sink] = error

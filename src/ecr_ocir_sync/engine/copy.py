@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from ecr_ocir_sync.engine.blobs import BlobCopier
 from ecr_ocir_sync.engine.destination import Destination, DestinationState
+from ecr_ocir_sync.engine.fanout import TransferSettings
 from ecr_ocir_sync.engine.locations import BlobLocations
 from ecr_ocir_sync.engine.progress import (
     BlobDone,
@@ -32,6 +33,7 @@ from ecr_ocir_sync.engine.progress import (
 )
 from ecr_ocir_sync.engine.result import CopyResult, DestinationResult
 from ecr_ocir_sync.engine.source import SourceImage, read_children
+from ecr_ocir_sync.engine.spool import Spool
 from ecr_ocir_sync.errors import SyncError
 from ecr_ocir_sync.oci.digest import Digest
 from ecr_ocir_sync.oci.manifest import Descriptor, Manifest
@@ -46,13 +48,24 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class CopyOptions:
-    """Knobs of one copy; the defaults suit a pod with a few hundred MiB."""
+    """Knobs of one copy; the defaults suit a pod with a few hundred MiB.
+
+    Without a ``spool`` every blob goes in lockstep (see engine.fanout).
+    """
 
     blob_concurrency: int = 4
     probe_concurrency: int = 16
-    # Chunks are up to 1 MiB (see registry.transport): 4 per destination per blob.
-    chunk_queue_depth: int = 4
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    spool: Spool | None = None
+    stall_seconds: float = 300.0
+    upload_chunk_bytes: int = 0
+    window_bytes: int = 4 * 1024 * 1024  # per blob in flight, shared by its destinations
+
+    @property
+    def transfer(self) -> TransferSettings:
+        return TransferSettings(
+            self.retry, self.stall_seconds, self.upload_chunk_bytes, self.window_bytes
+        )
 
 
 def _target_reference(destination: Destination, source: ImageReference) -> str:
@@ -85,10 +98,10 @@ class _Copy:
         self.copier = BlobCopier(
             source,
             reference.repository,
-            options.retry,
+            options.transfer,
             self.progress,
             locations,
-            options.chunk_queue_depth,
+            options.spool,
         )
         self._probes = asyncio.Semaphore(options.probe_concurrency)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ecr_ocir_sync.engine.result import DestinationResult
-from ecr_ocir_sync.engine.tee import BlobSink
+from ecr_ocir_sync.engine.upload import BlobSink
 from ecr_ocir_sync.errors import SyncError
 from ecr_ocir_sync.oci.digest import Digest
 from ecr_ocir_sync.oci.reference import ImageReference

@@ -22,6 +22,8 @@ __all__ = [
     "ProgressListener",
     "Retrying",
     "SourcePlanned",
+    "SourceResumed",
+    "SpoolFallback",
     "ignore_progress",
 ]
 
@@ -78,7 +80,35 @@ class Retrying:
     reason: str = "SyncError"  # the error's class: a bounded label for metrics
 
 
-ProgressEvent = DestinationPlanned | SourcePlanned | BytesRead | BytesWritten | BlobDone | Retrying
+@dataclass(frozen=True, slots=True)
+class SourceResumed:
+    """The source read of ``digest`` failed at ``offset``; it continues from there after
+    ``delay`` seconds with a Range request."""
+
+    digest: Digest
+    offset: int
+    error: str
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolFallback:
+    """``digest`` did not fit in the spool's budget: copied in lockstep instead."""
+
+    digest: Digest
+    size: int
+
+
+ProgressEvent = (
+    DestinationPlanned
+    | SourcePlanned
+    | BytesRead
+    | BytesWritten
+    | BlobDone
+    | Retrying
+    | SourceResumed
+    | SpoolFallback
+)
 
 
 class ProgressListener(Protocol):

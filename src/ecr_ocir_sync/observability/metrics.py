@@ -21,6 +21,8 @@ from ecr_ocir_sync.engine.progress import (
     BytesWritten,
     ProgressEvent,
     Retrying,
+    SourceResumed,
+    SpoolFallback,
 )
 
 __all__ = ["Metrics", "ProgressMetrics"]
@@ -58,6 +60,16 @@ class Metrics:
             f"{_PREFIX}_jobs_total",
             "Job attempts by action and outcome",
             ["action", "outcome"],  # succeeded | failed | retried | superseded
+            registry=r,
+        )
+        self.spool_fallbacks = Counter(
+            f"{_PREFIX}_spool_fallback_blobs_total",
+            "Blobs that did not fit in SYNC_SPOOL_MAX_BYTES and were copied in lockstep",
+            registry=r,
+        )
+        self.source_resumes = Counter(
+            f"{_PREFIX}_source_resumes_total",
+            "Source reads that dropped and continued with a Range request",
             registry=r,
         )
         self.job_duration = Histogram(
@@ -168,3 +180,7 @@ class ProgressMetrics:
             m.blobs.labels(event.destination, event.outcome.value).inc()
         elif isinstance(event, Retrying):
             m.blob_retries.labels(event.destination, event.reason).inc()
+        elif isinstance(event, SpoolFallback):
+            m.spool_fallbacks.inc()
+        elif isinstance(event, SourceResumed):
+            m.source_resumes.inc()

@@ -23,6 +23,7 @@ from ecr_ocir_sync.engine.progress import (
     ProgressEvent,
 )
 from ecr_ocir_sync.engine.result import CopyResult, DestinationResult
+from ecr_ocir_sync.engine.spool import Spool
 from ecr_ocir_sync.errors import SyncError
 from ecr_ocir_sync.jobs.model import DestinationRecord, Job
 from ecr_ocir_sync.jobs.request import Action
@@ -71,6 +72,7 @@ class JobRunner:
         placer: Placer,
         *,
         repositories: OcirRepositories | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self._settings = settings
         self._registries = registries
@@ -78,7 +80,12 @@ class JobRunner:
         self._placer = placer
         self._repositories = repositories
         self._locations = BlobLocations()  # shared across jobs: mounts between repositories
-        self._options = CopyOptions(retry=registries.retry)
+        self._options = CopyOptions(
+            retry=registries.retry,
+            spool=spool,
+            stall_seconds=settings.stall_seconds,
+            upload_chunk_bytes=settings.upload_chunk_bytes,
+        )
 
     def source_reference(self, job: Job) -> ImageReference:
         endpoint = self._settings.ecr_endpoint

@@ -11,11 +11,12 @@ from typing import IO
 
 from ecr_ocir_sync.cloud.credential_chain import CredentialSettings, OcirLogin, build_credentials
 from ecr_ocir_sync.cloud.ocir_repositories import OcirRepositories, OcirRepositorySettings
+from ecr_ocir_sync.engine.spool import Spool
 from ecr_ocir_sync.errors import ConfigError
 from ecr_ocir_sync.jobs.store import JobStore
 from ecr_ocir_sync.observability.metrics import Metrics
 from ecr_ocir_sync.reconcile.loop import ReconcileLoop
-from ecr_ocir_sync.registry.pool import Registries
+from ecr_ocir_sync.registry.pool import ConnectionLimits, Registries
 from ecr_ocir_sync.registry.retry import RetryPolicy
 from ecr_ocir_sync.rules.loader import load_rules
 from ecr_ocir_sync.rules.placer import RulesPlacer
@@ -100,7 +101,10 @@ def build_registries(settings: Settings) -> Registries:
         base_delay=settings.request_retry_seconds,
         max_delay=max(30.0, settings.request_retry_seconds),
     )
-    return Registries(credentials, insecure=settings.insecure_registries, retry=retry)
+    limits = ConnectionLimits(settings.host_connections, settings.pool_timeout_seconds)
+    return Registries(
+        credentials, insecure=settings.insecure_registries, retry=retry, limits=limits
+    )
 
 
 class Service:
@@ -114,6 +118,8 @@ class Service:
         self.store = JobStore(settings.data_dir)
         self.readiness = Readiness(self.store.ping)
         self.registries = build_registries(settings)
+        # The spool lives on the pod's volume; what a previous process left is removed.
+        self.spool = Spool.open(settings.data_dir / "spool", settings.spool_max_bytes)
         self.placer = build_placer(settings)  # SYNC_RULES_FILE, else everything
         repositories = repository_settings(settings)
         self.repositories = (
@@ -122,7 +128,12 @@ class Service:
             else None
         )
         self.runner = JobRunner(
-            settings, self.registries, self.metrics, self.placer, repositories=self.repositories
+            settings,
+            self.registries,
+            self.metrics,
+            self.placer,
+            repositories=self.repositories,
+            spool=self.spool,
         )
         self.workers = WorkerPool(self.store, self.runner, settings, self.metrics)
         self.reconciler = ReconcileLoop(
