@@ -249,6 +249,52 @@ async def test_blob_redirect_to_storage_host_drops_authorization(script, connect
     assert "Authorization" not in to_storage.headers
 
 
+async def test_a_ranged_read_asks_a_closed_range_at_the_registry_and_at_storage(script, connect):
+    digest = sha256(BLOB)
+    blob_url = f"{BASE}/v2/app/blobs/{digest}"
+    last = len(BLOB) - 1
+    script.expect("GET", blob_url, basic_challenge())
+    script.expect("GET", blob_url, httpx.Response(307, headers={"Location": STORAGE}))
+    script.expect(
+        "GET",
+        STORAGE,
+        httpx.Response(
+            206,
+            headers={"Content-Range": f"bytes 100-{last}/{len(BLOB)}"},
+            stream=httpx.ByteStream(BLOB[100:]),
+        ),
+    )
+    client = connect()
+
+    async with client.open_blob("app", digest, start=100, end=last) as response:
+        body = b"".join([chunk async for chunk in response.aiter_raw()])
+
+    assert body == BLOB[100:]
+    assert script.seen[1].headers["Range"] == f"bytes=100-{last}"
+    assert script.seen[2].headers["Range"] == f"bytes=100-{last}"
+    assert "Authorization" not in script.seen[2].headers
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(200, content=BLOB),  # Range ignored: the whole blob again
+        httpx.Response(206, headers={"Content-Range": "bytes 0-99/11000"}, content=BLOB[:100]),
+    ],
+    ids=["200-whole-blob", "206-other-range"],
+)
+async def test_a_ranged_read_answered_with_other_bytes_is_refused(script, connect, answer):
+    digest = sha256(BLOB)
+    blob_url = f"{BASE}/v2/app/blobs/{digest}"
+    script.expect("GET", blob_url, basic_challenge())
+    script.expect("GET", blob_url, answer)
+    client = connect()
+
+    with pytest.raises(ProtocolError):
+        async with client.open_blob("app", digest, start=100, end=len(BLOB) - 1):
+            pass
+
+
 async def test_blob_redirect_within_registry_keeps_authorization(script, connect):
     digest = sha256(BLOB)
     blob_url = f"{BASE}/v2/app/blobs/{digest}"
