@@ -56,7 +56,9 @@ class BlobCopier:
             if sink is None:
                 self.progress(SourceResumed(blob.digest, 0, str(error), delay))
             else:
-                self.progress(Retrying(sink.key, blob.digest, str(error), delay))
+                self.progress(
+                    Retrying(sink.key, blob.digest, str(error), delay, type(error).__name__)
+                )
 
         return FanOut(
             self.source,
