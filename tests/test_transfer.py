@@ -299,3 +299,19 @@ async def test_a_deliberately_small_pool_cannot_deadlock_many_copies_to_many_reg
 def result_sum(results: list[CopyResult], name: str) -> int:
     (found,) = [result for result in results if f"/{name}:" in result.source]
     return found.bytes_read
+
+
+def test_spool_fallbacks_and_source_resumes_are_counted_in_the_metrics():
+    from ecr_ocir_sync.observability.metrics import Metrics, ProgressMetrics  # noqa: PLC0415
+    from ecr_ocir_sync.oci.digest import Digest  # noqa: PLC0415
+
+    metrics = Metrics()
+    listen = ProgressMetrics(metrics, {})
+    digest = Digest("sha256:" + "0" * 64)
+
+    listen(SpoolFallback(digest, 10))
+    listen(SourceResumed(digest, 5, "reset", 0.1))
+
+    text = metrics.render().decode()
+    assert "ecr_ocir_sync_spool_fallback_blobs_total 1.0" in text
+    assert "ecr_ocir_sync_source_resumes_total 1.0" in text
