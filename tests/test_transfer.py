@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ecr_ocir_sync.engine.copy import CopyOptions, copy_image
@@ -23,6 +24,7 @@ from ecr_ocir_sync.engine.progress import (
 )
 from ecr_ocir_sync.engine.result import CopyResult
 from ecr_ocir_sync.engine.spool import Spool
+from ecr_ocir_sync.oci.mediatypes import DOCKER_MANIFEST, OCI_MANIFEST
 from ecr_ocir_sync.oci.reference import parse_reference
 from ecr_ocir_sync.registry.credentials import StaticCredentials
 from ecr_ocir_sync.registry.pool import ConnectionLimits, Registries
@@ -54,6 +56,15 @@ async def copy(
         options=options,
         progress=(events.append if events is not None else lambda _event: None),
     )
+
+
+async def tag_present(server: RegistryServer, repository: str, tag: str) -> None:
+    """Returns once ``repository:tag`` exists at ``server`` (polled: no event says so)."""
+    url = f"{server.url}/v2/{repository}/manifests/{tag}"
+    accept = {"Accept": f"{DOCKER_MANIFEST}, {OCI_MANIFEST}"}
+    async with httpx.AsyncClient() as http:
+        while (await http.head(url, headers=accept)).status_code != 200:
+            await asyncio.sleep(0.05)
 
 
 def spooled(tmp_path: Path, **options: object) -> CopyOptions:
@@ -198,7 +209,9 @@ async def test_with_the_spool_a_held_destination_does_not_hold_back_the_other(
                 copy_image(pool.client(source.host), src, dests, options=options, progress=listen)
             )
             await asyncio.wait_for(fast_done.wait(), 30)
+            await asyncio.wait_for(tag_present(dest_open, "app", "1"), 30)
             assert not copying.done()  # the held region is still waiting on its PATCH
+            assert not [line for line in held.requests if "/manifests/" in line and "PUT" in line]
             held.release()
             result = await copying
     finally:
@@ -306,7 +319,7 @@ def test_spool_fallbacks_and_source_resumes_are_counted_in_the_metrics():
     from ecr_ocir_sync.oci.digest import Digest  # noqa: PLC0415
 
     metrics = Metrics()
-    listen = ProgressMetrics(metrics, {})
+    listen = ProgressMetrics(metrics)
     digest = Digest("sha256:" + "0" * 64)
 
     listen(SpoolFallback(digest, 10))

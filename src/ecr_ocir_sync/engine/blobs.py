@@ -9,7 +9,7 @@ permanent failure (integrity, auth, not found) ends that destination's copy.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ecr_ocir_sync.engine.fanout import FanOut, TransferSettings
@@ -44,6 +44,8 @@ class BlobCopier:
     progress: ProgressListener
     locations: BlobLocations
     spool: Spool | None = None
+    # Told as soon as one sink holds a streamed blob, before the other sinks finish.
+    on_copied: Callable[[BlobSink, Descriptor], None] | None = None
 
     @property
     def retry(self) -> RetryPolicy:
@@ -69,7 +71,14 @@ class BlobCopier:
             on_sent=lambda sink, count: self.progress(BytesWritten(sink.key, count)),
             on_retry=on_retry,
             on_fallback=lambda blob: self.progress(SpoolFallback(blob.digest, blob.size)),
+            on_delivered=self._copied,
         )
+
+    def _copied(self, blob: Descriptor, sink: BlobSink) -> None:
+        self.locations.remember(sink.client.host, blob.digest, sink.repository)
+        self.progress(BlobDone(sink.key, blob.digest, blob.size, BlobOutcome.COPIED))
+        if self.on_copied is not None:
+            self.on_copied(sink, blob)
 
     async def copy(
         self, blob: Descriptor, sinks: Sequence[BlobSink]
@@ -126,9 +135,7 @@ class BlobCopier:
             retry: list[tuple[BlobSink, SyncError]] = []
             for sink, error in zip(pending, sent.errors, strict=True):
                 if error is None:
-                    results[sink] = None
-                    self.locations.remember(sink.client.host, blob.digest, sink.repository)
-                    self.progress(BlobDone(sink.key, blob.digest, blob.size, BlobOutcome.COPIED))
+                    results[sink] = None  # reported by _copied as it happened
                 elif error.retryable and not sent.spooled and attempt < self.retry.attempts:
                     retry.append((sink, error))
                 else:

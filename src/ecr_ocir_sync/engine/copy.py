@@ -177,9 +177,47 @@ class _Copy:
         await asyncio.gather(*(self._guarded(s, self._plan(s, image)) for s in self.active()))
         needed = [b for b in image.blobs if any(b.digest in s.missing_blobs for s in self.active())]
         self.progress(SourcePlanned(len(needed), sum(blob.size for blob in needed)))
-        await self._copy_blobs(image)
-        await asyncio.gather(*(self._guarded(s, self._push(s, image)) for s in self.active()))
+        await self._copy_blobs_then_push(image)
         return self.result
+
+    async def _copy_blobs_then_push(self, image: SourceImage) -> None:
+        """Each destination's manifests go as soon as it holds its own blobs, so a
+        fast region's image is complete while a slow one still receives bytes."""
+        slots = asyncio.Semaphore(self.options.blob_concurrency)
+        waiting = {state.destination.key: set(state.missing_blobs) for state in self.active()}
+        by_key = {state.destination.key: state for state in self.active()}
+        pushes: list[asyncio.Task[None]] = []
+
+        def settled(key: str, digest: Digest, error: SyncError | None) -> None:
+            state, remaining = by_key[key], waiting[key]
+            if error is not None:
+                state.fail(error)
+            if digest not in remaining:
+                return
+            remaining.discard(digest)
+            if not remaining and state.active:
+                pushes.append(asyncio.create_task(self._guarded(state, self._push(state, image))))
+
+        self.copier.on_copied = lambda sink, blob: settled(sink.key, blob.digest, None)
+        for key, remaining in waiting.items():
+            if not remaining:
+                pushes.append(
+                    asyncio.create_task(self._guarded(by_key[key], self._push(by_key[key], image)))
+                )
+
+        async def one(blob: Descriptor) -> None:
+            async with slots:
+                needing = [s for s in self.active() if blob.digest in s.missing_blobs]
+                if not needing:
+                    return
+                outcome = await self.copier.copy(blob, [s.sink for s in needing])
+                for state in needing:
+                    settled(state.destination.key, blob.digest, outcome.get(state.sink))
+
+        try:
+            await asyncio.gather(*(one(blob) for blob in image.blobs))
+        finally:
+            await asyncio.gather(*pushes)
 
     async def _plan(self, state: DestinationState, image: SourceImage) -> None:
         dest = state.destination
@@ -206,22 +244,6 @@ class _Copy:
         }
         needed = [blob for blob in image.blobs if blob.digest in state.missing_blobs]
         self.progress(DestinationPlanned(dest.key, len(needed), sum(b.size for b in needed), False))
-
-    async def _copy_blobs(self, image: SourceImage) -> None:
-        slots = asyncio.Semaphore(self.options.blob_concurrency)
-
-        async def one(blob: Descriptor) -> None:
-            async with slots:
-                needing = [s for s in self.active() if blob.digest in s.missing_blobs]
-                if not needing:
-                    return
-                outcome = await self.copier.copy(blob, [s.sink for s in needing])
-                for state in needing:
-                    error = outcome.get(state.sink)
-                    if error is not None:
-                        state.fail(error)
-
-        await asyncio.gather(*(one(blob) for blob in image.blobs))
 
     async def _push(self, state: DestinationState, image: SourceImage) -> None:
         dest = state.destination

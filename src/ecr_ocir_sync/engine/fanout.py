@@ -66,6 +66,7 @@ class FanOut:
     on_sent: Callable[[BlobSink, int], None]
     on_retry: Callable[[BlobSink | None, Descriptor, SyncError, float], None]
     on_fallback: Callable[[Descriptor], None]
+    on_delivered: Callable[[Descriptor, BlobSink], None]  # a sink has it, as it happens
 
     async def send(self, blob: Descriptor, sinks: Sequence[BlobSink]) -> FanOutResult:
         reservation = self.spool.reserve(blob.digest, blob.size) if self.spool else None
@@ -117,7 +118,7 @@ class FanOut:
         for delivery in deliveries:
             buffer.expect(delivery)
         reader = asyncio.create_task(read.run())
-        tasks = [asyncio.create_task(delivery.run()) for delivery in deliveries]
+        tasks = [asyncio.create_task(self._deliver(blob, delivery)) for delivery in deliveries]
         try:
             # When every delivery has ended, nobody needs the rest of the source.
             errors = await asyncio.gather(*tasks)
@@ -128,6 +129,12 @@ class FanOut:
             for task in (reader, *tasks):
                 task.cancel()
             await asyncio.gather(reader, *tasks, return_exceptions=True)
+
+    async def _deliver(self, blob: Descriptor, delivery: Delivery) -> SyncError | None:
+        error = await delivery.run()
+        if error is None:
+            self.on_delivered(blob, delivery.sink)
+        return error
 
 
 async def _take_all(stack: contextlib.AsyncExitStack, clients: Sequence[RegistryClient]) -> None:
