@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # prometheus: its promtool checks the alert rules and the dashboard queries (tests/test_monitoring.py)
 APT_PACKAGES := skopeo docker-registry prometheus
-BENCH_APT_PACKAGES := wrk
+BENCH_APT_PACKAGES := wrk iproute2
 
 .PHONY: help deps venv lock lint typecheck test demo loadtest bench clean
 
@@ -72,6 +72,8 @@ bench: deps venv
 	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(BENCH_APT_PACKAGES)"
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.intake
+	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python -m bench.shaped; \
+	else echo "bench.shaped skipped: shaped links need root (network namespaces, tc)"; fi
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache bench/.work
