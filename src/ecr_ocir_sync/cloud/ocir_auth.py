@@ -6,12 +6,7 @@ from collections.abc import Mapping
 
 from ecr_ocir_sync.registry.credentials import Credentials
 
-__all__ = ["OcirCredentials", "ocir_host", "ocir_login"]
-
-
-def ocir_host(region_key: str) -> str:
-    """``mel`` → ``mel.ocir.io``; a full region identifier works the same way."""
-    return f"{region_key.strip().lower()}.ocir.io"
+__all__ = ["OcirCredentials", "ocir_login"]
 
 
 def ocir_login(namespace: str, username: str) -> str:

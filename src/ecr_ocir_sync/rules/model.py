@@ -14,12 +14,12 @@ from pathlib import Path
 
 from semver import Version
 
-from ecr_ocir_sync.cloud.ocir_auth import ocir_host
 from ecr_ocir_sync.errors import ConfigError, InvalidReferenceError
 from ecr_ocir_sync.oci.digest import Digest
 from ecr_ocir_sync.oci.reference import ImageReference, check_repository
 from ecr_ocir_sync.rules.patterns import EVERY_REPOSITORY, Glob
 from ecr_ocir_sync.rules.policy import DeletePolicy
+from ecr_ocir_sync.rules.regions import ocir_host
 from ecr_ocir_sync.rules.versions import SemverRange, tag_version
 
 __all__ = [

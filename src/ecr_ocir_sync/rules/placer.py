@@ -8,15 +8,23 @@ A drop-in for ``EnvironmentPlacer``: without a rules file it behaves the same
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from datetime import datetime
+from typing import Protocol
 
 from ecr_ocir_sync.rules.model import HostLookup, Placement, RuleSet, host_function
 from ecr_ocir_sync.rules.policy import DeletePolicy
 
-if TYPE_CHECKING:
-    from ecr_ocir_sync.cloud.ecr_api import EcrImage
+__all__ = ["Placer", "RulesPlacer", "TaggedImage"]
 
-__all__ = ["Placer", "RulesPlacer"]
+
+class TaggedImage(Protocol):
+    """What placement needs of a source image (an ECR listing's entry, say)."""
+
+    @property
+    def tags(self) -> tuple[str, ...]: ...
+
+    @property
+    def pushed_at(self) -> datetime: ...
 
 
 class Placer(Protocol):
@@ -28,7 +36,7 @@ class Placer(Protocol):
     def wants_repository(self, repository: str) -> bool:
         """False when no image of ``repository`` can be synced: its tags are not listed."""
 
-    def select_tags(self, repository: str, images: Sequence[EcrImage]) -> set[str]:
+    def select_tags(self, repository: str, images: Sequence[TaggedImage]) -> set[str]:
         """The tags of ``repository`` that are synced (filters, latest N)."""
 
     def mirrors_deletes(self, repository: str, tag: str | None) -> bool: ...
@@ -59,7 +67,7 @@ class RulesPlacer:
         """False when no rule can match any image of ``repository``: skip listing it."""
         return self.rules.matches_repository(repository)
 
-    def select_tags(self, repository: str, images: Sequence[EcrImage]) -> set[str]:
+    def select_tags(self, repository: str, images: Sequence[TaggedImage]) -> set[str]:
         """The tags to keep in sync: each owned by its first matching rule, ``latest`` applied
         per rule by the image's push time."""
         if not self.rules.matches_repository(repository):

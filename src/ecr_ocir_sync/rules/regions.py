@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ecr_ocir_sync.cloud.ocir_auth import ocir_host
 from ecr_ocir_sync.oci.reference import ImageReference, check_repository
 
-__all__ = ["region_destinations"]
+__all__ = ["ocir_host", "region_destinations"]
+
+
+def ocir_host(region_key: str) -> str:
+    """``mel`` → ``mel.ocir.io``; a full region identifier works the same way."""
+    return f"{region_key.strip().lower()}.ocir.io"
 
 
 def region_destinations(
