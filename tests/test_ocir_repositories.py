@@ -28,6 +28,8 @@ from ecr_ocir_sync.errors import (
     AuthError,
     ConfigError,
     ProtocolError,
+    QuotaExceededError,
+    QuotaLimit,
     RateLimitedError,
     UnavailableError,
 )
@@ -381,6 +383,26 @@ async def test_a_refused_name_is_a_protocol_error(oci_api, mel):
         await mel.ensure("mel", REPO)
 
     assert not raised.value.retryable
+
+
+@pytest.mark.parametrize("code", ["LimitExceeded", "QuotaExceeded"])
+async def test_a_create_refused_for_a_limit_is_a_final_quota_error_with_advice(oci_api, mel, code):
+    oci_api.expect("GET", REPOSITORIES, listing(), query=LOOKUP)
+    oci_api.expect(
+        "POST",
+        REPOSITORIES,
+        error(400, code, "Fulfilling this request exceeds the limit for this resource type"),
+    )
+
+    with pytest.raises(QuotaExceededError) as raised:
+        await mel.ensure("mel", REPO)
+
+    assert not raised.value.retryable
+    assert raised.value.limit is QuotaLimit.REPOSITORIES
+    assert code in raised.value.message
+    assert "repository-count limit is reached" in raised.value.message
+    assert "Raise the limit" in raised.value.message
+    assert "'retain'" in raised.value.message
 
 
 # -- regions and credentials --------------------------------------------------------

@@ -11,6 +11,7 @@
         ├── NotFoundError           404 / MANIFEST_UNKNOWN / BLOB_UNKNOWN
         ├── RateLimitedError        429 (retryable, carries Retry-After)
         ├── UnavailableError        5xx, connection reset, timeout (retryable)
+        ├── QuotaExceededError      an OCIR limit is reached (storage, repositories, images)
         └── ProtocolError           an answer that breaks the distribution spec
 
 Workers and the engine read ``retryable`` and ``retry_after``; nothing else
@@ -20,6 +21,8 @@ needs to know which class it holds.  httpx exceptions are converted in
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 __all__ = [
     "AuthError",
     "ConfigError",
@@ -27,6 +30,8 @@ __all__ = [
     "InvalidReferenceError",
     "NotFoundError",
     "ProtocolError",
+    "QuotaExceededError",
+    "QuotaLimit",
     "RateLimitedError",
     "RegistryError",
     "SyncError",
@@ -85,6 +90,24 @@ class UnavailableError(RegistryError):
     """The registry could not be reached or failed on its side (5xx)."""
 
     retryable = True
+
+
+class QuotaLimit(StrEnum):
+    """Which limit a registry said was reached."""
+
+    STORAGE = "storage"
+    REPOSITORIES = "repositories"
+    IMAGES = "images"
+    UNKNOWN = "unknown"  # the refusal names a limit but not which one
+
+
+class QuotaExceededError(RegistryError):
+    """The registry refused a write because a limit is reached: retrying cannot help until
+    someone raises the limit or frees room, so it is final for this attempt."""
+
+    def __init__(self, message: str, *, limit: QuotaLimit, status: int | None = None) -> None:
+        super().__init__(message, status=status)
+        self.limit = limit
 
 
 class ProtocolError(RegistryError):

@@ -1,10 +1,17 @@
-"""TCP proxies that misbehave on purpose: one drops a connection mid-response, one is slow."""
+"""Proxies that misbehave on purpose: TCP relays (one drops a connection mid-response, one
+is slow), an HTTP proxy that stalls or fails chosen requests, and an HTTP front that answers
+chosen requests itself (a registry's refusal)."""
 
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
 import threading
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 Pipe = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bool], Awaitable[None]]
 
@@ -262,3 +269,108 @@ class HttpFaultProxy:
                 await client_w.drain()
         finally:
             up_w.transport.abort()
+
+
+# -- an HTTP front that refuses chosen requests ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The answer a :class:`RefusingFront` gives instead of forwarding."""
+
+    status: int
+    body: dict[str, object]
+    reason: str = ""
+
+
+Refuse = Callable[[str, str], Refusal | None]
+"""(method, path) → the refusal to answer with, or None to forward the request."""
+
+
+class RefusingFront:
+    """An HTTP reverse proxy on 127.0.0.1 in front of a real registry, on its own threads.
+
+    Every request is forwarded as it is (the ``Host`` header too, so the registry's
+    ``Location`` URLs point back here) unless ``refuse`` returns a :class:`Refusal`
+    for it; ``refused`` lists ``(method, path)`` of each request answered that way.
+    """
+
+    def __init__(self, upstream_port: int, refuse: Refuse) -> None:
+        self.upstream_port = upstream_port
+        self.refuse = refuse
+        self.refused: list[tuple[str, str]] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _front_handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.02,), name="refusing-front", daemon=True
+        )
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> RefusingFront:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+_HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
+
+
+def _front_handler(front: RefusingFront) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                chunks = []
+                while size := int(self.rfile.readline().split(b";")[0], 16):
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+                self.rfile.readline()
+                return b"".join(chunks)
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+
+        def _handle(self) -> None:
+            body = self._body()
+            path = urlsplit(self.path).path
+            refusal = front.refuse(self.command, path)
+            if refusal is not None:
+                front.refused.append((self.command, path))
+                payload = json.dumps(refusal.body).encode()
+                self.send_response(refusal.status, refusal.reason or None)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                return
+            upstream = http.client.HTTPConnection("127.0.0.1", front.upstream_port, timeout=60)
+            try:
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                answer = upstream.getresponse()
+                payload = answer.read()
+            finally:
+                upstream.close()
+            self.send_response(answer.status, answer.reason)
+            for name, value in answer.getheaders():
+                if name.lower() not in _HOP_HEADERS:
+                    self.send_header(name, value)
+            length = answer.getheader("Content-Length") if self.command == "HEAD" else None
+            self.send_header("Content-Length", length or str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+        do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle  # noqa: N815
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's name
+            """Quiet: tests read ``refused``."""
+
+    return Handler

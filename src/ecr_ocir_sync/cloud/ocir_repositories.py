@@ -31,10 +31,13 @@ from ecr_ocir_sync.errors import (
     AuthError,
     ConfigError,
     ProtocolError,
+    QuotaExceededError,
+    QuotaLimit,
     RateLimitedError,
     RegistryError,
     UnavailableError,
 )
+from ecr_ocir_sync.registry.quota import OCI_LIMIT_CODES, advice, quota_limit
 from ecr_ocir_sync.settings import ApiAuth
 
 __all__ = [
@@ -338,6 +341,14 @@ class OcirRepositories:
     def _service_error(self, exc: Any, failed: str) -> RegistryError:
         status = int(exc.status)
         said = f"{status} {exc.code}: {exc.message} (opc-request-id {exc.request_id})"
+        if exc.code in OCI_LIMIT_CODES:
+            limit = quota_limit(status, str(exc.code), str(exc.message))
+            # Creating a repository counts against the repository limit unless it says otherwise.
+            if limit in (None, QuotaLimit.UNKNOWN):
+                limit = QuotaLimit.REPOSITORIES
+            return QuotaExceededError(
+                f"{failed}: {said}; {advice(limit)}", limit=limit, status=status
+            )
         if status == 401:
             return AuthError(
                 f"{failed}: the OCI API refused the credentials, {said}; {self._settings_hint()}",

@@ -19,10 +19,12 @@ from ecr_ocir_sync.errors import (
     AuthError,
     NotFoundError,
     ProtocolError,
+    QuotaExceededError,
     RateLimitedError,
     RegistryError,
     UnavailableError,
 )
+from ecr_ocir_sync.registry.quota import advice, quota_limit
 
 __all__ = ["iter_body", "new_http_client", "raise_for_status", "retry_after_seconds", "send"]
 
@@ -121,17 +123,20 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
         return None
 
 
-def _registry_detail(response: httpx.Response) -> str:
-    """The first error code and message of a distribution error body, if any."""
+def _registry_error(response: httpx.Response) -> tuple[str, str]:
+    """(code, message) of a distribution error body's first error, or of an OCI error
+    document (``{"code": …, "message": …}``); empty strings when there is neither."""
     try:
         body = json.loads(response.content) if response.content else None
     except (ValueError, httpx.ResponseNotRead):
-        return ""
-    if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
-        first = body["errors"][0]
-        if isinstance(first, dict):
-            return f" ({first.get('code', '')}: {first.get('message', '')})"
-    return ""
+        return "", ""
+    if not isinstance(body, dict):
+        return "", ""
+    errors = body.get("errors")
+    first = errors[0] if isinstance(errors, list) and errors else body
+    if not isinstance(first, dict):
+        return "", ""
+    return str(first.get("code") or ""), str(first.get("message") or "")
 
 
 def raise_for_status(response: httpx.Response, where: str, *expected: int) -> None:
@@ -139,7 +144,12 @@ def raise_for_status(response: httpx.Response, where: str, *expected: int) -> No
     status = response.status_code
     if status in expected:
         return
-    text = f"{where}: {status} {response.reason_phrase}{_registry_detail(response)}"
+    code, message = _registry_error(response)
+    detail = f" ({code}: {message})" if code or message else ""
+    text = f"{where}: {status} {response.reason_phrase}{detail}"
+    limit = quota_limit(status, code, message)
+    if limit is not None:
+        raise QuotaExceededError(f"{text}; {advice(limit)}", limit=limit, status=status)
     error: type[RegistryError]
     if status in (401, 403):
         error = AuthError
