@@ -11,6 +11,7 @@ from ecr_ocir_sync.registry.credentials import Credentials, StaticCredentials
 from ecr_ocir_sync.registry.pool import Registries
 from ecr_ocir_sync.registry.retry import RetryPolicy
 from tests.support.images import Pusher
+from tests.support.oci_api import ApiKeyConfig, OciApiServer, write_api_key_config
 from tests.support.registry import RegistryServer
 from tests.support.service import ServiceProcess
 
@@ -90,3 +91,32 @@ def start_service_process(tmp_path: Path) -> Iterator[Callable[..., ServiceProce
     yield start
     for service in started:
         service.stop()
+
+
+# -- the scripted OCI API (tests/support/oci_api.py) -----------------------------------
+
+
+@pytest.fixture
+def api_key(tmp_path: Path) -> ApiKeyConfig:
+    return write_api_key_config(tmp_path / "oci", profile="MIRROR")
+
+
+@pytest.fixture
+def start_api() -> Iterator[Callable[..., OciApiServer]]:
+    started: list[OciApiServer] = []
+
+    def start(**options: object) -> OciApiServer:
+        server = OciApiServer(**options).start()  # type: ignore[arg-type]
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+    for server in started:
+        server.check_finished()
+
+
+@pytest.fixture
+def oci_api(start_api: Callable[..., OciApiServer], api_key: ApiKeyConfig) -> OciApiServer:
+    return start_api(verify_key=api_key.public_key)

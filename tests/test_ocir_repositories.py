@@ -49,38 +49,11 @@ from tests.support.oci_api import (
     new_key,
     pem,
     summary,
-    write_api_key_config,
 )
 from tests.support.ports import free_port
 
 REPO = "team/web"
 LOOKUP = {"compartmentId": COMPARTMENT, "displayName": REPO}
-
-
-@pytest.fixture
-def api_key(tmp_path: Path) -> ApiKeyConfig:
-    return write_api_key_config(tmp_path / "oci", profile="MIRROR")
-
-
-@pytest.fixture
-def start_api() -> Iterator[Callable[..., OciApiServer]]:
-    started: list[OciApiServer] = []
-
-    def start(**options: object) -> OciApiServer:
-        server = OciApiServer(**options).start()  # type: ignore[arg-type]
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-    for server in started:
-        server.check_finished()
-
-
-@pytest.fixture
-def oci_api(start_api: Callable[..., OciApiServer], api_key: ApiKeyConfig) -> OciApiServer:
-    return start_api(verify_key=api_key.public_key)
 
 
 @pytest.fixture

@@ -59,6 +59,7 @@ _FAMILIES = {
     "OCIR_ENDPOINT_<KEY>": "OCIR_ENDPOINT_",
     "OCI_API_REGION_<KEY>": "OCI_API_REGION_",
     "OCI_ARTIFACTS_ENDPOINT_<KEY>": "OCI_ARTIFACTS_ENDPOINT_",
+    "OCI_LIMITS_ENDPOINT_<KEY>": "OCI_LIMITS_ENDPOINT_",
 }
 _REQUIRED_HINTS = {
     "OCI_TENANCY": "the OCIR namespace destinations live under",
@@ -122,6 +123,7 @@ Seconds = Annotated[float, BeforeValidator(parse.at_least(float, 0))]
 Flag = Annotated[bool, BeforeValidator(parse.flag)]
 _EndpointUrl = Annotated[Endpoint, BeforeValidator(parse.endpoint)]
 _ArtifactsUrl = Annotated[str, BeforeValidator(parse.artifacts_url)]
+_LimitsUrl = Annotated[str, BeforeValidator(parse.limits_url)]
 _Deadline = Annotated[float, BeforeValidator(parse.at_least(float, 0.1))]
 _Policy = Annotated[DeletePolicy, BeforeValidator(parse.word_of(DeletePolicy, str.lower))]
 
@@ -250,6 +252,11 @@ class Settings(BaseSettings):
     artifacts_endpoint_variables: dict[str, _ArtifactsUrl] = Field(
         default_factory=dict, alias="OCI_ARTIFACTS_ENDPOINT_<KEY>"
     )
+    limits_endpoint_variables: dict[str, _LimitsUrl] = Field(
+        default_factory=dict, alias="OCI_LIMITS_ENDPOINT_<KEY>"
+    )
+    # OCIR usage (storage, repositories, images) read by the leader pod; 0 turns it off
+    usage_interval_seconds: Seconds = Field(900.0, alias="SYNC_USAGE_INTERVAL_SECONDS")
     # The CLI's and the service's fallback auth file (as skopeo reads it)
     registry_auth_file: Path | None = Field(None, alias="REGISTRY_AUTH_FILE")
 
@@ -362,6 +369,11 @@ class Settings(BaseSettings):
     def artifacts_endpoints(self) -> dict[str, str]:
         """Region key → Artifacts API URL (``OCI_ARTIFACTS_ENDPOINT_<KEY>``)."""
         return _by_key(self.artifacts_endpoint_variables, "OCI_ARTIFACTS_ENDPOINT_<KEY>")
+
+    @property
+    def limits_endpoints(self) -> dict[str, str]:
+        """Region key → Limits API URL (``OCI_LIMITS_ENDPOINT_<KEY>``)."""
+        return _by_key(self.limits_endpoint_variables, "OCI_LIMITS_ENDPOINT_<KEY>")
 
     @property
     def insecure_registries(self) -> frozenset[str]:

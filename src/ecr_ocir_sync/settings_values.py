@@ -23,6 +23,7 @@ __all__ = [
     "aws_regions",
     "endpoint",
     "flag",
+    "limits_url",
     "oci_region_id",
     "ocid",
     "region_keys",
@@ -157,6 +158,19 @@ def artifacts_url(value: object) -> object:
     raise ValueError(
         "expected the Artifacts API's URL such as "
         "https://artifacts.ap-melbourne-1.oci.oraclecloud.com (no path)"
+    )
+
+
+def limits_url(value: object) -> object:
+    """The OCI Limits API's URL, no path; kept without a trailing slash."""
+    if not isinstance(value, str):
+        return value
+    parts = urlsplit(value)
+    if parts.scheme in ("http", "https") and parts.netloc and parts.path in ("", "/"):
+        return value.rstrip("/")
+    raise ValueError(
+        "expected the Limits API's URL such as "
+        "https://limits.ap-melbourne-1.oci.oraclecloud.com (no path)"
     )
 
 

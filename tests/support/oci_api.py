@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 API = "/20160918"
 REPOSITORIES = f"{API}/container/repositories"
+LIMIT_VALUES = "/20190729/limitValues"
 TENANCY = "ocid1.tenancy.oc1..aaaaaaaa3vi3ft3yi3sq4nhiql4nvbzjz6gipbn72h7werl6njs6xsq4wgdq"
 USER = "ocid1.user.oc1..aaaaaaaazsd5fi4fm4bl3qm3z5ei5j7ktqa3u5tsw5qr7hmhcyjo7yp5bxqa"
 COMPARTMENT = "ocid1.compartment.oc1..aaaaaaaa7ohyc3ca5prb2wqu2jyzydmymmhlqd3ouzvp2ha3x5tnb4qfkwta"
@@ -226,36 +227,54 @@ def _handler(server: OciApiServer) -> type[BaseHTTPRequestHandler]:
 
 
 def summary(
-    name: str, compartment_id: str = COMPARTMENT, state: str = "AVAILABLE"
+    name: str,
+    compartment_id: str = COMPARTMENT,
+    state: str = "AVAILABLE",
+    *,
+    size: int = 1024,
+    images: int = 1,
+    billable_gb: int = 0,
 ) -> dict[str, Any]:
     """A ContainerRepositorySummary as ListContainerRepositories returns it."""
     return {
         "compartmentId": compartment_id,
         "displayName": name,
         "id": f"ocid1.containerrepo.oc1.ap-melbourne-1.0.{NAMESPACE}.{uuid.uuid4().hex}",
-        "imageCount": 1,
+        "imageCount": images,
         "isPublic": False,
         "layerCount": 2,
-        "layersSizeInBytes": 1024,
+        "layersSizeInBytes": size,
         "lifecycleState": state,
         "timeCreated": "2024-05-01T00:00:00.000Z",
-        "billableSizeInGBs": 0,
+        "billableSizeInGBs": billable_gb,
         "namespace": NAMESPACE,
     }
 
 
-def listing(*items: dict[str, Any]) -> Answer:
-    """A ContainerRepositoryCollection of ``items``."""
+def listing(*items: dict[str, Any], next_page: str | None = None) -> Answer:
+    """A ContainerRepositoryCollection of ``items`` (one page; more follow with ``next_page``)."""
     return Answer(
         200,
         {
             "items": list(items),
             "repositoryCount": len(items),
             "remainingItemsCount": 0,
-            "imageCount": len(items),
+            "imageCount": sum(item["imageCount"] for item in items),
             "layerCount": 2 * len(items),
-            "layersSizeInBytes": 1024 * len(items),
+            "layersSizeInBytes": sum(item["layersSizeInBytes"] for item in items),
         },
+        {"opc-next-page": next_page} if next_page else {},
+    )
+
+
+def limit_values(**values: int) -> Answer:
+    """ListLimitValues' answer: a list of LimitValueSummary, region-scoped (``a_b`` → ``a-b``)."""
+    return Answer(
+        200,
+        [
+            {"name": name.replace("_", "-"), "scopeType": "REGION", "value": value}
+            for name, value in values.items()
+        ],
     )
 
 

@@ -11,7 +11,7 @@ import asyncio
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from ecr_ocir_sync import __version__
 from ecr_ocir_sync.cli.config_check import add_config_command, run_config_command
 from ecr_ocir_sync.cli.service_commands import add_service_commands, run_service_command
 from ecr_ocir_sync.cli.status import add_status_command, run_status_command
+from ecr_ocir_sync.cli.usage_command import add_usage_command, run_usage_command
 from ecr_ocir_sync.cloud.credential_chain import CredentialSettings, OcirLogin, build_credentials
 from ecr_ocir_sync.engine.destination import Destination
 from ecr_ocir_sync.engine.progress import ProgressListener, ignore_progress
@@ -121,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_service_commands(commands)
     add_status_command(commands)
     add_config_command(commands)
+    add_usage_command(commands)
     return parser
 
 
@@ -227,6 +229,15 @@ async def _run(args: argparse.Namespace, settings: Settings) -> CopyResult:
             )
 
 
+# Commands that report for themselves (copy and delete print a CopyResult below).
+_COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "serve": run_service_command,
+    "jobs": run_service_command,
+    "reconcile": run_service_command,
+    "usage": run_usage_command,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # The one place the environment is read; every command takes what it needs from here.
@@ -236,8 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "status":
         return run_status_command(args, settings)
     try:
-        if args.command in ("serve", "jobs", "reconcile"):
-            return run_service_command(args, settings)
+        command = _COMMANDS.get(args.command)
+        if command is not None:
+            return command(args, settings)
         result = asyncio.run(_run(args, settings))
     except SyncError as error:
         print(f"ecr-ocir-sync: error: {error}", file=sys.stderr)

@@ -41,9 +41,11 @@ from ecr_ocir_sync.registry.quota import OCI_LIMIT_CODES, advice, quota_limit
 from ecr_ocir_sync.settings import ApiAuth
 
 __all__ = [
+    "GONE_STATES",
     "ApiAuth",
     "OcirRepositories",
     "OcirRepositorySettings",
+    "load_sdk",
 ]
 
 log = logging.getLogger("ecr_ocir_sync.cloud.ocir_repositories")
@@ -51,7 +53,7 @@ log = logging.getLogger("ecr_ocir_sync.cloud.ocir_repositories")
 # Connect and read timeouts of one Artifacts API call, in seconds.
 _TIMEOUT = (10.0, 30.0)
 # A repository in one of these states is on its way out; any other state counts as existing.
-_GONE = frozenset({"DELETING", "DELETED"})
+GONE_STATES = frozenset({"DELETING", "DELETED"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,8 @@ class OcirRepositorySettings:
     regions: Mapping[str, str] = field(default_factory=dict)
     # region key → Artifacts API URL, over the SDK's endpoint (``OCI_ARTIFACTS_ENDPOINT_<KEY>``)
     endpoints: Mapping[str, str] = field(default_factory=dict)
+    # region key → Limits API URL, over the SDK's endpoint (``OCI_LIMITS_ENDPOINT_<KEY>``)
+    limits_endpoints: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def in_root(self) -> bool:
@@ -81,6 +85,11 @@ _MISSING_SDK = (
     "(the container image has it), or unset OCI_COMPARTMENT_ID to let each push create "
     "its repository in the root compartment"
 )
+
+
+def load_sdk() -> Any:
+    """The ``oci`` SDK (for the other OCI API readers); a ConfigError when it is missing."""
+    return _oci()
 
 
 def _oci() -> Any:  # the oci module (untyped)
@@ -166,9 +175,9 @@ class OcirRepositories:
                     self.settings.compartment_id, display_name=repository
                 )
             except Exception as exc:
-                raise self._error(exc, "look up", where) from exc
+                raise self.api_error(exc, "look up the container repository", where) from exc
             for item in answer.data.items or ():
-                if item.display_name == repository and item.lifecycle_state not in _GONE:
+                if item.display_name == repository and item.lifecycle_state not in GONE_STATES:
                     return
             details = oci.artifacts.models.CreateContainerRepositoryDetails(
                 compartment_id=self.settings.compartment_id,
@@ -180,7 +189,7 @@ class OcirRepositories:
                 client.api.create_container_repository(details)
             except oci.exceptions.ServiceError as exc:
                 if exc.status != 409:
-                    raise self._error(exc, "create", where) from exc
+                    raise self.api_error(exc, "create the container repository", where) from exc
                 log.info(
                     "%s already exists (created meanwhile, or earlier in another "
                     "compartment); left as it is",
@@ -188,7 +197,7 @@ class OcirRepositories:
                 )
                 return
             except Exception as exc:
-                raise self._error(exc, "create", where) from exc
+                raise self.api_error(exc, "create the container repository", where) from exc
         log.info(
             "created %s in compartment %s%s",
             where,
@@ -207,14 +216,21 @@ class OcirRepositories:
     def _build_client(self, region_key: str) -> _RegionClient:
         oci = _oci()
 
+        endpoint = self.settings.endpoints.get(region_key.strip().lower())
+        api, region_id = self.sdk_client(region_key, oci.artifacts.ArtifactsClient, endpoint)
+        return _RegionClient(api, region_id)
+
+    def sdk_client(self, region_key: str, factory: Any, endpoint: str | None) -> tuple[Any, str]:
+        """(an SDK client built by ``factory`` for ``region_key``, the region's identifier),
+        signed as repository creation is; ``endpoint`` overrides the SDK's. Blocking."""
+        oci = _oci()
+
         region_id = self._region_id(region_key)
-        key = region_key.strip().lower()
         options: dict[str, Any] = {
             "retry_strategy": oci.retry.NoneRetryStrategy(),
             "circuit_breaker_strategy": oci.circuit_breaker.NoCircuitBreakerStrategy(),
             "timeout": _TIMEOUT,
         }
-        endpoint = self.settings.endpoints.get(key)
         if endpoint is not None:
             options["service_endpoint"] = endpoint
         if self.settings.auth is ApiAuth.CONFIG_FILE:
@@ -223,13 +239,21 @@ class OcirRepositories:
             config = {"region": region_id}
             options["signer"] = self._principal_signer()
         try:
-            api = oci.artifacts.ArtifactsClient(config, **options)
+            return factory(config, **options), region_id
         except (oci.exceptions.ClientError, ValueError, OSError) as exc:
             raise ConfigError(
                 f"cannot use the OCI API settings for region {region_key} ({region_id}): "
                 f"{exc}; {self._settings_hint()}"
             ) from exc
-        return _RegionClient(api, region_id)
+
+    def tenancy_id(self) -> str | None:
+        """The tenancy's OCID (the Limits API's compartment), when the credentials tell it."""
+        if self.settings.in_root:
+            return self.settings.compartment_id
+        if self.settings.auth is ApiAuth.CONFIG_FILE:
+            return str(self._config_file().get("tenancy") or "") or None
+        tenancy = getattr(self._principal_signer(), "tenancy_id", None)
+        return str(tenancy) if tenancy else None
 
     def _region_id(self, region_key: str) -> str:
         oci = _oci()
@@ -326,10 +350,10 @@ class OcirRepositories:
             f"Allow dynamic-group <a dynamic group matching {matching}> to manage repos in {where}"
         )
 
-    def _error(self, exc: Exception, action: str, where: str) -> RegistryError:
+    def api_error(self, exc: Exception, action: str, where: str) -> RegistryError:
         oci = _oci()
 
-        failed = f"{where}: cannot {action} the container repository"
+        failed = f"{where}: cannot {action}"
         if isinstance(exc, oci.exceptions.ServiceError):
             return self._service_error(exc, failed)
         if isinstance(exc, oci.exceptions.RequestException | oci.exceptions.ConnectTimeout):

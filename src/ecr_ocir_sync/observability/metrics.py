@@ -160,6 +160,59 @@ class Metrics:
             registry=r,
         )
 
+        self._add_storage_series(r)
+
+    def _add_storage_series(self, r: CollectorRegistry) -> None:
+        """OCIR usage per region from the OCI API (absent when it is not configured)."""
+        self.ocir_used_bytes = Gauge(
+            f"{_PREFIX}_ocir_storage_used_bytes",
+            "Bytes of layers in the compartment's OCIR repositories, per region",
+            ["region"],
+            registry=r,
+        )
+        self.ocir_billable_bytes = Gauge(
+            f"{_PREFIX}_ocir_storage_billable_bytes",
+            "OCI's billable size of the same repositories (whole GB), per region",
+            ["region"],
+            registry=r,
+        )
+        self.ocir_limit_bytes = Gauge(
+            f"{_PREFIX}_ocir_storage_limit_bytes",
+            "The tenancy's OCIR storage limit per region, where the Limits API gives it",
+            ["region"],
+            registry=r,
+        )
+        self.ocir_repositories = Gauge(
+            f"{_PREFIX}_ocir_repositories",
+            "OCIR repositories in the compartment, per region",
+            ["region"],
+            registry=r,
+        )
+        self.ocir_repository_limit = Gauge(
+            f"{_PREFIX}_ocir_repository_limit",
+            "The tenancy's OCIR repository limit per region, where the Limits API gives it",
+            ["region"],
+            registry=r,
+        )
+        self.ocir_images = Gauge(
+            f"{_PREFIX}_ocir_images",
+            "Images in the compartment's OCIR repositories, per region",
+            ["region"],
+            registry=r,
+        )
+        self.ocir_usage_read = Gauge(
+            f"{_PREFIX}_ocir_usage_read_timestamp_seconds",
+            "When the region's usage was last read",
+            ["region"],
+            registry=r,
+        )
+        self.ocir_usage_reads = Counter(
+            f"{_PREFIX}_ocir_usage_reads_total",
+            "Reads of a region's usage by outcome",
+            ["region", "outcome"],  # ok | failed
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

@@ -11,6 +11,7 @@ from typing import IO
 
 from ecr_ocir_sync.cloud.credential_chain import CredentialSettings, OcirLogin, build_credentials
 from ecr_ocir_sync.cloud.ocir_repositories import OcirRepositories, OcirRepositorySettings
+from ecr_ocir_sync.cloud.ocir_usage import OcirUsage
 from ecr_ocir_sync.engine.spool import Spool
 from ecr_ocir_sync.errors import ConfigError
 from ecr_ocir_sync.jobs.store import JobStore
@@ -22,6 +23,7 @@ from ecr_ocir_sync.rules.loader import load_rules
 from ecr_ocir_sync.rules.placer import RulesPlacer
 from ecr_ocir_sync.service.readiness import Readiness
 from ecr_ocir_sync.service.runner import JobRunner
+from ecr_ocir_sync.service.usage import UsageLoop
 from ecr_ocir_sync.service.workers import WorkerPool
 from ecr_ocir_sync.settings import SERVICE_HEADER, Settings
 
@@ -77,6 +79,7 @@ def repository_settings(settings: Settings) -> OcirRepositorySettings | None:
         profile=settings.oci_config_profile,
         regions=settings.api_regions,
         endpoints=settings.artifacts_endpoints,
+        limits_endpoints=settings.limits_endpoints,
     )
 
 
@@ -144,6 +147,14 @@ class Service:
             metrics=self.metrics,
             wake_workers=self.workers.wake,
         )
+        self.usage: UsageLoop | None = None
+        if self.repositories is not None and settings.reconcile_leader:
+            self.usage = UsageLoop(
+                OcirUsage(self.repositories),
+                settings.region_keys,
+                self.metrics,
+                interval_seconds=settings.usage_interval_seconds,
+            )
 
     async def start(self) -> None:
         if self.repositories is not None:
@@ -156,11 +167,17 @@ class Service:
             log.info("resuming %d job(s) interrupted by the previous process", recovered)
         self.workers.start()
         self.reconciler.start()
+        if self.usage is not None:
+            self.usage.start()
+        elif self.repositories is None:
+            log.info("OCIR usage figures are unavailable: OCI_COMPARTMENT_ID is not set")
 
     async def drain(self) -> None:
         """Readiness fails, no new job starts, running ones get the grace period."""
         self.draining = True
         await self.reconciler.stop()
+        if self.usage is not None:
+            await self.usage.stop()
         await self.workers.drain(self.settings.drain_seconds)
 
     async def stop(self) -> None:
