@@ -128,6 +128,7 @@ def test_missing_ocir_repositories_are_created_in_the_compartment_before_the_pus
                 OCI_CONFIG_PROFILE=api_key.profile,
                 OCI_ARTIFACTS_ENDPOINT_MEL=api.url,
                 OCI_ARTIFACTS_ENDPOINT_SYD=api.url,
+                SYNC_USAGE_INTERVAL_SECONDS="0",  # usage reads have their own tests
             )
         )
         service.wait_for_job(service.post(ecr_event("made", "1", digest=digest)).json()["job_id"])
