@@ -29,6 +29,7 @@ from tests.support.oci_api import (
     listing,
     summary,
 )
+from tests.support.service import service_env
 
 GB = 10**9
 PAGE_ONE = {"compartmentId": COMPARTMENT}
@@ -206,3 +207,36 @@ def test_the_usage_command_prints_each_regions_figures(oci_api, api_key, monkeyp
     (mel,) = document["regions"]
     assert mel["used_bytes"] == 400 * GB
     assert mel["storage_fraction"] == pytest.approx(0.8)
+
+
+def test_the_service_exports_each_regions_usage_and_logs_past_80_percent(
+    start_registry, start_service_process, oci_api, api_key
+):
+    ecr, mel, syd = start_registry("ecr"), start_registry("mel"), start_registry("syd")
+    expect_usage(oci_api, [200 * GB, 210 * GB])  # mel: 82 %
+    expect_usage(oci_api, [10 * GB, 20 * GB])  # syd: 6 %
+    service = start_service_process(
+        service_env(
+            ecr.host,
+            {"mel": mel.host, "syd": syd.host},
+            namespace=NAMESPACE,
+            OCI_COMPARTMENT_ID=COMPARTMENT,
+            OCI_CONFIG_FILE=str(api_key.path),
+            OCI_CONFIG_PROFILE=api_key.profile,
+            OCI_ARTIFACTS_ENDPOINT_MEL=oci_api.url,
+            OCI_ARTIFACTS_ENDPOINT_SYD=oci_api.url,
+            OCI_LIMITS_ENDPOINT_MEL=oci_api.url,
+            OCI_LIMITS_ENDPOINT_SYD=oci_api.url,
+            SYNC_USAGE_INTERVAL_SECONDS="3600",
+        )
+    )
+
+    def both_read() -> str | None:
+        text = service.metrics()
+        return text if 'ecr_ocir_sync_ocir_images{region="syd"}' in text else None
+
+    text = service.wait_until(both_read, timeout=30, what="both regions' usage in /metrics")
+
+    assert 'ecr_ocir_sync_ocir_storage_used_bytes{region="mel"} 4.1e+11' in text
+    assert 'ecr_ocir_sync_ocir_storage_limit_bytes{region="syd"} 5e+11' in text
+    assert "OCIR mel storage at 82% of its limit" in service.log()
