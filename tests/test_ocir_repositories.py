@@ -375,7 +375,7 @@ async def test_a_create_refused_for_a_limit_is_a_final_quota_error_with_advice(o
     assert code in raised.value.message
     assert "repository-count limit is reached" in raised.value.message
     assert "Raise the limit" in raised.value.message
-    assert "'retain'" in raised.value.message
+    assert "free room" in raised.value.message
 
 
 # -- regions and credentials --------------------------------------------------------

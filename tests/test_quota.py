@@ -99,7 +99,7 @@ async def test_a_quota_refusal_fails_its_region_for_good_while_the_other_region_
     assert not full.retryable
     assert words in (full.error or "")
     assert "Raise the limit" in (full.error or "")
-    assert "'retain'" in (full.error or "")
+    assert "free room" in (full.error or "")
     # Never retried: at most one refused request per blob (config and two layers), each
     # of which would otherwise be tried FAST_RETRY.attempts times.
     assert 1 <= len(front.refused) <= 3

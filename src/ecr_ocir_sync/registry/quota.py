@@ -68,6 +68,6 @@ def advice(limit: QuotaLimit) -> str:
     return (
         f"OCIR refused the write: {what} is reached (quota, not retried). Raise the limit "
         "(OCI console: Governance > Limits, Quotas and Usage, service Container Registry, "
-        "or a quota policy of the compartment) or keep fewer images with a 'retain' rule "
-        "in the sync rules, then retry the job"
+        "or a quota policy of the compartment) or free room: delete images no longer needed "
+        "in that region, or mirror fewer tags (the sync rules' tag filters); then retry the job"
     )

@@ -133,13 +133,13 @@ class UsageLoop:
             return
         if level is Fullness.CRITICAL:
             log.error(
-                "%s: past 95 %%, pushes will soon be refused; raise the limit or keep fewer "
-                "images with a 'retain' rule",
+                "%s: past 95 %%, pushes will soon be refused; raise the limit or delete "
+                "images no longer needed there",
                 _percent(usage),
             )
         elif level is Fullness.WARNING:
             log.warning(
-                "%s: past 80 %%; raise the limit or keep fewer images with a 'retain' rule",
+                "%s: past 80 %%; raise the limit or delete images no longer needed there",
                 _percent(usage),
             )
         elif previous > Fullness.OK:
