@@ -7,15 +7,17 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 
 from ecr_ocir_sync.cli.main import main
 from ecr_ocir_sync.cloud.ocir_repositories import OcirRepositories, OcirRepositorySettings
 from ecr_ocir_sync.cloud.ocir_usage import OcirUsage, RegionUsage, storage_limit_bytes
 from ecr_ocir_sync.errors import AuthError
 from ecr_ocir_sync.observability.metrics import Metrics
-from ecr_ocir_sync.service.usage import UsageLoop
+from ecr_ocir_sync.service.usage import CRITICAL_FRACTION, WARNING_FRACTION, UsageLoop
 from tests.support.oci_api import (
     COMPARTMENT,
     LIMIT_VALUES,
@@ -240,3 +242,20 @@ def test_the_service_exports_each_regions_usage_and_logs_past_80_percent(
     assert 'ecr_ocir_sync_ocir_storage_used_bytes{region="mel"} 4.1e+11' in text
     assert 'ecr_ocir_sync_ocir_storage_limit_bytes{region="syd"} 5e+11' in text
     assert "OCIR mel storage at 82% of its limit" in service.log()
+
+
+ALERTS = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "alerts.yaml"
+
+
+@pytest.mark.parametrize(
+    ("alert", "fraction"),
+    [
+        ("EcrOcirSyncOcirStorageAbove80Percent", WARNING_FRACTION),
+        ("EcrOcirSyncOcirStorageAbove95Percent", CRITICAL_FRACTION),
+    ],
+)
+def test_each_storage_alert_fires_at_the_threshold_the_service_logs_at(alert, fraction):
+    rules = yaml.safe_load(ALERTS.read_text())["groups"][0]["rules"]
+    (rule,) = [rule for rule in rules if rule.get("alert") == alert]
+
+    assert f">= {fraction:.2f}" in rule["expr"]
