@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # prometheus: its promtool checks the alert rules and the dashboard queries (tests/test_monitoring.py)
-APT_PACKAGES := skopeo docker-registry prometheus
+# postgresql: the shared job store's tests start a real server (tests/support/postgres.py).
+APT_PACKAGES := skopeo docker-registry prometheus postgresql
 BENCH_APT_PACKAGES := wrk iproute2
 
 .PHONY: help deps venv lock lint typecheck test demo loadtest bench clean

@@ -12,6 +12,7 @@ from ecr_ocir_sync.registry.pool import Registries
 from ecr_ocir_sync.registry.retry import RetryPolicy
 from tests.support.images import Pusher
 from tests.support.oci_api import ApiKeyConfig, OciApiServer, write_api_key_config
+from tests.support.postgres import PostgresServer
 from tests.support.registry import RegistryServer
 from tests.support.service import ServiceProcess
 
@@ -120,3 +121,15 @@ def start_api() -> Iterator[Callable[..., OciApiServer]]:
 @pytest.fixture
 def oci_api(start_api: Callable[..., OciApiServer], api_key: ApiKeyConfig) -> OciApiServer:
     return start_api(verify_key=api_key.public_key)
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session; each test takes a database of its own."""
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def database_url(postgres_server: PostgresServer) -> str:
+    """The URL of a new, empty database (the job store creates its schema in it)."""
+    return postgres_server.create_database()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
+from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, PrivateAttr, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -53,7 +54,7 @@ FALLBACKS = {
 }
 _DEFAULT_DATA_DIR = Path("/var/lib/ecr-ocir-sync")
 _MIN_API_KEY = 16
-_SECRETS = frozenset({"OCI_AUTH_TOKEN", "SYNC_API_KEY"})
+_SECRETS = frozenset({"OCI_AUTH_TOKEN", "SYNC_API_KEY", "SYNC_DATABASE_URL"})
 # Families read by prefix; the field's alias is the family's name in README's table.
 _FAMILIES = {
     "OCIR_ENDPOINT_<KEY>": "OCIR_ENDPOINT_",
@@ -115,6 +116,30 @@ def _api_key(value: object) -> object:
 def _hosts(value: object) -> object:
     if isinstance(value, str):
         return frozenset(host.strip() for host in value.split(",") if host.strip())
+    return value
+
+
+def _database_url(value: object) -> object:
+    if isinstance(value, str) and urlsplit(value).scheme not in ("postgresql", "postgres"):
+        raise ValueError(
+            "must be a PostgreSQL URL such as postgresql://user:password@host:5432/database "
+            "(unset it to keep jobs in SQLite)"
+        )
+    return value
+
+
+def _queue_url(value: object) -> object:
+    if isinstance(value, str) and urlsplit(value).scheme not in ("https", "http"):
+        raise ValueError(
+            "expected the queue's URL, e.g. "
+            "https://sqs.ap-southeast-2.amazonaws.com/123456789012/ecr-ocir-sync"
+        )
+    return value
+
+
+def _long_poll(value: object) -> object:
+    if isinstance(value, str) and not (value.isdigit() and int(value) <= 20):
+        raise ValueError("must be a whole number of seconds from 0 to 20 (SQS's longest poll)")
     return value
 
 
@@ -236,6 +261,18 @@ class Settings(BaseSettings):
         3600.0, alias="SYNC_RECONCILE_INTERVAL_SECONDS"
     )  # 0 turns the periodic pass off
     reconcile_leader: Flag = Field(True, alias="SYNC_RECONCILE_LEADER")
+    # The shared job store of several processes; unset: SQLite under SYNC_DATA_DIR
+    database_url: Annotated[SecretStr | None, BeforeValidator(_database_url)] = Field(
+        None, alias="SYNC_DATABASE_URL"
+    )
+    # SQS intake beside /sync: long poll, and how long a message not committed stays hidden
+    sqs_queue_url: Annotated[str | None, BeforeValidator(_queue_url)] = Field(
+        None, alias="SYNC_SQS_QUEUE_URL"
+    )
+    sqs_wait_seconds: Annotated[int, BeforeValidator(_long_poll)] = Field(
+        20, alias="SYNC_SQS_WAIT_SECONDS"
+    )
+    sqs_visibility_seconds: Count = Field(30, alias="SYNC_SQS_VISIBILITY_SECONDS")
     # OCIR repositories created ahead of the first push
     compartment_id: Annotated[str | None, BeforeValidator(parse.ocid)] = Field(
         None, alias="OCI_COMPARTMENT_ID"
@@ -410,12 +447,14 @@ def _defaults(inputs: Mapping[str, Any]) -> dict[str, Any]:
     """Defaults that depend on other variables (not "given": a missing one stays missing)."""
     if "SYNC_RECONCILE_LEADER" in inputs:
         return {}
+    if "SYNC_DATABASE_URL" in inputs:  # a lock in the shared database picks one at a time
+        return {"SYNC_RECONCILE_LEADER": True}
     return {"SYNC_RECONCILE_LEADER": _leader(inputs.get("HOSTNAME", ""))}
 
 
 def _leader(hostname: str) -> bool:
-    """Without SYNC_RECONCILE_LEADER: pod 0 of a StatefulSet reconciles, as does a process
-    whose HOSTNAME has no ordinal."""
+    """Without SYNC_RECONCILE_LEADER or a shared database: pod 0 of a StatefulSet
+    reconciles, as does a process whose HOSTNAME has no ordinal."""
     ordinal = _ORDINAL.search(hostname)
     return ordinal is None or ordinal.group(1) == "0"
 

@@ -43,8 +43,9 @@ def add_service_commands(commands: Any) -> None:
 
     jobs = commands.add_parser(
         "jobs",
-        help="list, show or retry jobs in the store (SYNC_DATA_DIR)",
-        description="Read the job store the service writes (SYNC_DATA_DIR).",
+        help="list, show or retry jobs in the store (SYNC_DATABASE_URL or SYNC_DATA_DIR)",
+        description="Read the job store the service writes: the PostgreSQL database of "
+        "SYNC_DATABASE_URL when set, else the SQLite store in SYNC_DATA_DIR.",
     )
     jobs.add_argument(
         "--data-dir", type=Path, help="the store's directory (default $SYNC_DATA_DIR)"
@@ -81,11 +82,12 @@ def _job_line(job: Any) -> str:
 
 
 async def _jobs(args: argparse.Namespace, settings: Settings) -> int:
+    from ecr_ocir_sync.jobs.backend import open_store  # noqa: PLC0415
     from ecr_ocir_sync.jobs.model import JobState  # noqa: PLC0415
-    from ecr_ocir_sync.jobs.store import JobNotFoundError, JobStateError, JobStore  # noqa: PLC0415
+    from ecr_ocir_sync.jobs.store import JobNotFoundError, JobStateError  # noqa: PLC0415
 
-    store = JobStore(_data_dir(args, settings)).open()
-    try:
+    data_dir = Path() if settings.database_url else _data_dir(args, settings)
+    async with open_store(data_dir, settings.database_url) as store:
         if args.jobs_command == "list":
             state = JobState(args.state) if args.state else None
             jobs = await store.list(state, args.limit)
@@ -108,13 +110,11 @@ async def _jobs(args: argparse.Namespace, settings: Settings) -> int:
             print(f"ecr-ocir-sync: error: {error}", file=sys.stderr)
             return 1
         return 0
-    finally:
-        store.close()
 
 
 async def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from ecr_ocir_sync.cli.report import print_plan  # noqa: PLC0415
-    from ecr_ocir_sync.jobs.store import JobStore  # noqa: PLC0415
+    from ecr_ocir_sync.jobs.backend import open_store  # noqa: PLC0415
     from ecr_ocir_sync.reconcile.loop import apply_plans, plan_all  # noqa: PLC0415
     from ecr_ocir_sync.rules.patterns import repository_glob  # noqa: PLC0415
     from ecr_ocir_sync.service.wiring import build_placer, build_registries  # noqa: PLC0415
@@ -131,13 +131,11 @@ async def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
             print_plan(plan, sys.stdout)
     if args.dry_run:
         return 0
-    store = JobStore(settings.data_dir).open()
-    try:
+    async with open_store(settings.data_dir, settings.database_url) as store:
         created = await apply_plans(plans, store)
-    finally:
-        store.close()
+        where = store.location
     if not args.json:
-        print(f"enqueued {created} job(s) in {settings.data_dir}; the service runs them")
+        print(f"enqueued {created} job(s) in {where}; the service runs them")
     return 0
 
 

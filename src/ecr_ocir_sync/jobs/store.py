@@ -18,7 +18,8 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,15 @@ from ecr_ocir_sync.jobs.model import (
 )
 from ecr_ocir_sync.jobs.request import Action, SyncRequest
 
-__all__ = ["BacklogFullError", "JobNotFoundError", "JobStateError", "JobStore"]
+__all__ = [
+    "SUPERSEDED_REASON",
+    "BacklogFullError",
+    "JobNotFoundError",
+    "JobStateError",
+    "JobStore",
+]
+
+SUPERSEDED_REASON = "a newer event for this tag was accepted; this one has no effect"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -119,12 +128,22 @@ class JobStore:
         self._clock = clock
         self._db = Database(self.path, _SCHEMA)
 
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
     def open(self) -> JobStore:
         self._db.start()
         return self
 
     def close(self) -> None:
         self._db.stop()
+
+    async def start(self) -> None:
+        self.open()
+
+    async def stop(self) -> None:
+        self.close()
 
     # -- intake ---------------------------------------------------------------
 
@@ -394,6 +413,11 @@ class JobStore:
 
         return await self._db.call(work)
 
+    @asynccontextmanager
+    async def reconcile_lock(self) -> AsyncIterator[bool]:
+        """Always held: one process serves a data directory (its serve.lock)."""
+        yield True
+
     async def ping(self) -> None:
         """A real write, so readiness means the store can still commit."""
         now = self._clock()
@@ -407,10 +431,9 @@ class JobStore:
 def _supersede(connection: sqlite3.Connection, seq: int, now: float) -> None:
     connection.execute(
         """UPDATE jobs SET state = 'superseded', finished = ?, updated = ?,
-           lease_owner = NULL, lease_expires = NULL,
-           last_error = 'a newer event for this tag was accepted; this one has no effect'
+           lease_owner = NULL, lease_expires = NULL, last_error = ?
            WHERE seq = ?""",
-        (now, now, seq),
+        (now, now, SUPERSEDED_REASON, seq),
     )
 
 

@@ -3,8 +3,10 @@
 Passes are recorded in the job store, so one runs at a time across restarts:
 a pass cut short by a restart is started again at once, otherwise the next
 one is due ``SYNC_RECONCILE_INTERVAL_SECONDS`` after the last one finished.
-Only the leader pod (pod 0 of the StatefulSet, or ``SYNC_RECONCILE_LEADER``)
-runs the periodic pass.
+A pass runs under the store's reconciliation lock: with PostgreSQL every
+process may reconcile and the lock lets one at a time (a dead holder's lock
+goes with its connection); with SQLite the one process always holds it.
+``SYNC_RECONCILE_LEADER=false`` keeps a process out.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable
 
 from ecr_ocir_sync.cloud.ecr_api import EcrCatalog
 from ecr_ocir_sync.errors import SyncError
-from ecr_ocir_sync.jobs.store import JobStore
+from ecr_ocir_sync.jobs.backend import Store
 from ecr_ocir_sync.observability.metrics import Metrics
 from ecr_ocir_sync.reconcile.planner import ReconcilePlan, Reconciler
 from ecr_ocir_sync.registry.pool import Registries
@@ -29,6 +31,8 @@ from ecr_ocir_sync.settings import Settings
 __all__ = ["ReconcileLoop", "apply_plans", "plan_all"]
 
 log = logging.getLogger("ecr_ocir_sync.reconcile.planner")
+
+_LOCK_RETRY_SECONDS = 60.0  # how often a process that found the lock taken looks again
 
 
 async def plan_all(
@@ -46,7 +50,7 @@ async def plan_all(
     return plans
 
 
-async def apply_plans(plans: list[ReconcilePlan], store: JobStore) -> int:
+async def apply_plans(plans: list[ReconcilePlan], store: Store) -> int:
     """Enqueue the jobs the plans call for; returns how many were new (not coalesced)."""
     submitted = await asyncio.gather(
         *(store.submit(request) for plan in plans for request in plan.requests())
@@ -62,7 +66,7 @@ class ReconcileLoop:
         settings: Settings,
         registries: Registries,
         placer: Placer,
-        store: JobStore,
+        store: Store,
         *,
         metrics: Metrics,
         wake_workers: Callable[[], None],
@@ -101,7 +105,12 @@ class ReconcileLoop:
         self._metrics.reconcile_last_complete.set(last_complete or time.time())
         while True:
             await asyncio.sleep(await self._due_in())
-            await self.run_pass()
+            async with self._store.reconcile_lock() as held:
+                # Due again under the lock: another process may have just finished a pass.
+                if held and await self._due_in() == 0:
+                    await self.run_pass()
+                    continue
+            await asyncio.sleep(min(_LOCK_RETRY_SECONDS, self._settings.reconcile_interval_seconds))
 
     async def run_pass(self) -> None:
         pass_id = await self._store.begin_pass()

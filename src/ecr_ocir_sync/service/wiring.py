@@ -14,7 +14,7 @@ from ecr_ocir_sync.cloud.ocir_repositories import OcirRepositories, OcirReposito
 from ecr_ocir_sync.cloud.ocir_usage import OcirUsage
 from ecr_ocir_sync.engine.spool import Spool
 from ecr_ocir_sync.errors import ConfigError
-from ecr_ocir_sync.jobs.store import JobStore
+from ecr_ocir_sync.jobs.backend import store_for
 from ecr_ocir_sync.observability.metrics import Metrics
 from ecr_ocir_sync.reconcile.loop import ReconcileLoop
 from ecr_ocir_sync.registry.pool import ConnectionLimits, Registries
@@ -118,7 +118,7 @@ class Service:
         self.metrics = Metrics()
         self.draining = False
         self._lock = _lock(settings.data_dir)
-        self.store = JobStore(settings.data_dir)
+        self.store = store_for(settings.data_dir, settings.database_url)
         self.readiness = Readiness(self.store.ping)
         self.registries = build_registries(settings)
         # The spool lives on the pod's volume; what a previous process left is removed.
@@ -161,7 +161,7 @@ class Service:
             # Unusable OCI API settings (config file, profile, region) stop start-up here,
             # not at the first push; no API call is made.
             await self.repositories.prepare(self.settings.region_keys)
-        self.store.open()
+        await self.store.start()
         recovered = await self.store.recover()
         if recovered:
             log.info("resuming %d job(s) interrupted by the previous process", recovered)
@@ -186,5 +186,5 @@ class Service:
         await self.registries.aclose()
         if self.repositories is not None:
             self.repositories.close()
-        self.store.close()
+        await self.store.stop()
         self._lock.close()

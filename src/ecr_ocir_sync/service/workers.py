@@ -14,8 +14,8 @@ import logging
 import time
 import uuid
 
+from ecr_ocir_sync.jobs.backend import Store
 from ecr_ocir_sync.jobs.model import DestinationRecord, Job, JobState
-from ecr_ocir_sync.jobs.store import JobStore
 from ecr_ocir_sync.observability.logs import log_context
 from ecr_ocir_sync.observability.metrics import Metrics
 from ecr_ocir_sync.outcome import DestinationStatus
@@ -36,7 +36,7 @@ class WorkerPool:
     """``settings.workers`` loops sharing one store and one runner."""
 
     def __init__(
-        self, store: JobStore, runner: JobRunner, settings: Settings, metrics: Metrics
+        self, store: Store, runner: JobRunner, settings: Settings, metrics: Metrics
     ) -> None:
         self.owner = f"worker-{uuid.uuid4().hex[:12]}"
         self._store = store
@@ -203,7 +203,7 @@ class WorkerPool:
 class _ProgressSaver:
     """Writes a running job's per-destination progress, at most every few seconds."""
 
-    def __init__(self, store: JobStore, job_id: str, owner: str) -> None:
+    def __init__(self, store: Store, job_id: str, owner: str) -> None:
         self._store = store
         self._job_id = job_id
         self._owner = owner

@@ -1,0 +1,489 @@
+"""The PostgreSQL job store: the SQLite store's rules, kept across many processes.
+
+Each operation is one transaction on a pooled connection, and returns only
+after its commit. What SQLite gets from having one writer, this store gets
+from the database:
+
+- everything that decides which job of an image key is the newest or may
+  run (``submit``, ``lease``) holds a transaction-scoped advisory lock on
+  that key, so those decisions are serialised per tag across the fleet;
+  ``lease`` only *tries* the lock and moves on to another tag, so a busy tag
+  never stalls a worker;
+- a partial unique index allows one ``running`` job per image key: the
+  promise "never two copies of one tag at once" is the database's to keep;
+- a dead process holds nothing: its leases expire and any process takes the
+  jobs over; its reconciliation lock (a session lock) goes with its
+  connection.
+
+Function by function this module mirrors ``store.py``; the contract tests
+run against both.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from ecr_ocir_sync.jobs.model import (
+    DestinationRecord,
+    Job,
+    JobState,
+    SubmitResult,
+    destinations_from_text,
+    destinations_to_text,
+)
+from ecr_ocir_sync.jobs.postgres_schema import SCHEMA_LOCK, migrate
+from ecr_ocir_sync.jobs.request import SyncRequest
+from ecr_ocir_sync.jobs.store import SUPERSEDED_REASON, JobNotFoundError, JobStateError
+
+__all__ = ["PostgresJobStore"]
+
+T = TypeVar("T")
+Connection = AsyncConnection[DictRow]
+
+_IMAGE_LOCKS = SCHEMA_LOCK[0] + 1  # advisory-lock namespace: one key per image key's hash
+_RECONCILE_LOCK = (SCHEMA_LOCK[0], 1)
+_BUSY_TAGS = 8  # tags found locked by other processes before a lease answers "nothing now"
+_MAX_STEPS = 1000  # jobs superseded or found taken on the way, at most, per lease
+
+
+def _job(row: DictRow) -> Job:
+    values = dict(row)
+    values["state"] = JobState(values["state"])
+    values["destinations"] = destinations_from_text(values["destinations"])
+    return Job(**values)
+
+
+async def _fetch(connection: Connection, job_id: str) -> Job:
+    cursor = await connection.execute("SELECT * FROM jobs WHERE id = %s", (job_id,))
+    row = await cursor.fetchone()
+    if row is None:
+        raise JobNotFoundError(job_id)
+    return _job(row)
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit((parts.scheme, user + host, parts.path, "", ""))
+
+
+class PostgresJobStore:
+    """Durable jobs in a PostgreSQL database shared by every serving process."""
+
+    def __init__(
+        self, url: str, *, clock: Callable[[], float] = time.time, max_connections: int = 10
+    ) -> None:
+        self.url = url
+        self._clock = clock
+        self._pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            url,
+            connection_class=AsyncConnection[DictRow],
+            kwargs={"row_factory": dict_row},
+            min_size=1,
+            max_size=max_connections,
+            open=False,
+            name="job-store",
+        )
+
+    @property
+    def location(self) -> str:
+        return _redacted(self.url)
+
+    async def start(self) -> None:
+        await self._pool.open(wait=True, timeout=30)
+        async with self._pool.connection() as connection:
+            await migrate(connection, self._clock())
+
+    async def stop(self) -> None:
+        await self._pool.close()
+
+    async def _run(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        """``work`` in one transaction; returns after the commit."""
+        async with self._pool.connection() as connection, connection.transaction():
+            return await work(connection)
+
+    # -- intake ---------------------------------------------------------------
+
+    async def submit(self, request: SyncRequest) -> SubmitResult:
+        now = self._clock()
+        return await self._run(lambda connection: _submit(connection, request, now))
+
+    # -- workers --------------------------------------------------------------
+
+    async def lease(self, owner: str, lease_seconds: float) -> Job | None:
+        now = self._clock()
+
+        async def work(connection: Connection) -> Job | None:
+            busy: list[str] = []  # tags another process is deciding about right now
+            for _ in range(_MAX_STEPS):
+                row = await _lease_candidate(connection, now, busy)
+                if row is None:
+                    return None
+                key = row["image_key"]
+                if not await _try_lock_image(connection, key):
+                    busy.append(key)
+                    if len(busy) >= _BUSY_TAGS:
+                        return None
+                    continue
+                job = await _take(connection, row["seq"], owner, now + lease_seconds, now)
+                if job is not None:
+                    return job
+            return None
+
+        return await self._run(work)
+
+    async def renew(self, job_id: str, owner: str, lease_seconds: float) -> bool:
+        now = self._clock()
+
+        async def work(connection: Connection) -> bool:
+            cursor = await connection.execute(
+                """UPDATE jobs SET lease_expires = %s, updated = %s
+                   WHERE id = %s AND lease_owner = %s AND state = 'running'""",
+                (now + lease_seconds, now, job_id, owner),
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(work)
+
+    async def record(
+        self, job_id: str, owner: str, destinations: dict[str, DestinationRecord]
+    ) -> None:
+        now = self._clock()
+        text = destinations_to_text(destinations)
+
+        async def work(connection: Connection) -> None:
+            await connection.execute(
+                """UPDATE jobs SET destinations = %s, updated = %s
+                   WHERE id = %s AND lease_owner = %s AND state = 'running'""",
+                (text, now, job_id, owner),
+            )
+
+        await self._run(work)
+
+    async def finish(
+        self,
+        job_id: str,
+        owner: str,
+        *,
+        state: JobState,
+        destinations: dict[str, DestinationRecord],
+        error: str | None = None,
+        retry_at: float | None = None,
+    ) -> Job:
+        now = self._clock()
+        text = destinations_to_text(destinations)
+
+        async def work(connection: Connection) -> Job:
+            await connection.execute(
+                """UPDATE jobs SET state = %s, destinations = %s, last_error = %s, updated = %s,
+                       not_before = COALESCE(%s, not_before), finished = %s,
+                       lease_owner = NULL, lease_expires = NULL
+                   WHERE id = %s AND lease_owner = %s""",
+                (
+                    state.value,
+                    text,
+                    error,
+                    now,
+                    retry_at,
+                    now if state.finished else None,
+                    job_id,
+                    owner,
+                ),
+            )
+            return await _fetch(connection, job_id)
+
+        return await self._run(work)
+
+    async def recover(self) -> int:
+        """Nothing to do at start-up: other processes may be running their jobs right now.
+
+        A dead process's jobs are taken over by any process once their
+        leases expire (``SYNC_LEASE_SECONDS``).
+        """
+        return 0
+
+    # -- operators ------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job:
+        return await self._run(lambda connection: _fetch(connection, job_id))
+
+    async def list(self, state: JobState | None = None, limit: int = 100) -> list[Job]:
+        async def work(connection: Connection) -> list[Job]:
+            if state is None:
+                cursor = await connection.execute(
+                    "SELECT * FROM jobs ORDER BY seq DESC LIMIT %s", (limit,)
+                )
+            else:
+                cursor = await connection.execute(
+                    "SELECT * FROM jobs WHERE state = %s ORDER BY seq DESC LIMIT %s",
+                    (state.value, limit),
+                )
+            return [_job(row) for row in await cursor.fetchall()]
+
+        return await self._run(work)
+
+    async def retry(self, job_id: str) -> Job:
+        now = self._clock()
+
+        async def work(connection: Connection) -> Job:
+            job = await _fetch(connection, job_id)
+            if job.state is not JobState.FAILED:
+                raise JobStateError(f"job {job_id} is {job.state.value}; only failed jobs retry")
+            await connection.execute(
+                """UPDATE jobs SET state = 'pending', attempts = 0, not_before = %s, updated = %s,
+                   finished = NULL WHERE id = %s AND state = 'failed'""",
+                (now, now, job_id),
+            )
+            return await _fetch(connection, job_id)
+
+        return await self._run(work)
+
+    async def prune(self, older_than_seconds: float) -> int:
+        cutoff = self._clock() - older_than_seconds
+
+        async def work(connection: Connection) -> int:
+            cursor = await connection.execute(
+                "DELETE FROM jobs WHERE finished IS NOT NULL AND finished < %s", (cutoff,)
+            )
+            return cursor.rowcount
+
+        return await self._run(work)
+
+    async def counts(self) -> dict[JobState, int]:
+        async def work(connection: Connection) -> dict[JobState, int]:
+            cursor = await connection.execute(
+                "SELECT state, COUNT(*) AS n FROM jobs GROUP BY state"
+            )
+            found = {JobState(row["state"]): int(row["n"]) for row in await cursor.fetchall()}
+            return {state: found.get(state, 0) for state in JobState}
+
+        return await self._run(work)
+
+    # -- reconciliation passes ------------------------------------------------
+
+    async def begin_pass(self) -> int:
+        now = self._clock()
+
+        async def work(connection: Connection) -> int:
+            cursor = await connection.execute(
+                "INSERT INTO reconcile_passes (started) VALUES (%s) RETURNING id", (now,)
+            )
+            row = await cursor.fetchone()
+            assert row is not None
+            return int(row["id"])
+
+        return await self._run(work)
+
+    async def end_pass(self, pass_id: int, outcome: str, summary: str) -> None:
+        now = self._clock()
+
+        async def work(connection: Connection) -> None:
+            await connection.execute(
+                """UPDATE reconcile_passes SET finished = %s, outcome = %s, summary = %s
+                   WHERE id = %s""",
+                (now, outcome, summary, pass_id),
+            )
+
+        await self._run(work)
+
+    async def last_pass(self) -> tuple[float, float | None] | None:
+        async def work(connection: Connection) -> tuple[float, float | None] | None:
+            cursor = await connection.execute(
+                "SELECT started, finished FROM reconcile_passes ORDER BY id DESC LIMIT 1"
+            )
+            row = await cursor.fetchone()
+            return (float(row["started"]), row["finished"]) if row else None
+
+        return await self._run(work)
+
+    @asynccontextmanager
+    async def reconcile_lock(self) -> AsyncIterator[bool]:
+        """A session lock on a connection of its own: a dead holder's lock goes with it."""
+        async with await AsyncConnection.connect(self.url, autocommit=True) as connection:
+            cursor = await connection.execute(
+                "SELECT pg_try_advisory_lock(%s, %s)", _RECONCILE_LOCK
+            )
+            row = await cursor.fetchone()
+            held = bool(row and row[0])
+            try:
+                yield held
+            finally:
+                if held and not connection.closed:
+                    await connection.execute("SELECT pg_advisory_unlock(%s, %s)", _RECONCILE_LOCK)
+
+    async def ping(self) -> None:
+        now = self._clock()
+
+        async def work(connection: Connection) -> None:
+            await connection.execute(
+                """INSERT INTO heartbeat (id, at) VALUES (1, %s)
+                   ON CONFLICT (id) DO UPDATE SET at = excluded.at""",
+                (now,),
+            )
+
+        await self._run(work)
+
+
+async def _lock_image(connection: Connection, key: str) -> None:
+    await connection.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_IMAGE_LOCKS, key))
+
+
+async def _try_lock_image(connection: Connection, key: str) -> bool:
+    cursor = await connection.execute(
+        "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s)) AS held", (_IMAGE_LOCKS, key)
+    )
+    row = await cursor.fetchone()
+    return bool(row and row["held"])
+
+
+async def _lease_candidate(connection: Connection, now: float, busy: list[str]) -> DictRow | None:
+    """The next job to try: an expired lease first, else the oldest runnable pending job."""
+    cursor = await connection.execute(
+        """SELECT seq, image_key FROM jobs
+           WHERE state = 'running' AND lease_expires <= %s AND image_key <> ALL(%s)
+           ORDER BY lease_expires, seq LIMIT 1""",
+        (now, busy),
+    )
+    row = await cursor.fetchone()
+    if row is not None:
+        return row
+    cursor = await connection.execute(
+        """SELECT seq, image_key FROM jobs AS candidate
+           WHERE state = 'pending' AND not_before <= %s AND image_key <> ALL(%s)
+             AND NOT EXISTS (SELECT 1 FROM jobs AS other WHERE other.state = 'running'
+                             AND other.image_key = candidate.image_key)
+           ORDER BY not_before, seq LIMIT 1""",
+        (now, busy),
+    )
+    return await cursor.fetchone()
+
+
+async def _take(
+    connection: Connection, seq: int, owner: str, expires: float, now: float
+) -> Job | None:
+    """Under the image key's lock: run the job, or supersede it if a newer event overtook it.
+
+    Returns None when the job is no longer runnable (taken, finished or
+    superseded meanwhile); the caller then tries the next candidate.
+    """
+    cursor = await connection.execute(
+        """SELECT j.state, j.lease_expires, e.seq AS latest,
+                  EXISTS (SELECT 1 FROM jobs AS other WHERE other.image_key = j.image_key
+                          AND other.state = 'running' AND other.seq <> j.seq) AS blocked
+           FROM jobs AS j LEFT JOIN image_events AS e ON e.image_key = j.image_key
+           WHERE j.seq = %s FOR UPDATE OF j""",
+        (seq,),
+    )
+    row = await cursor.fetchone()
+    if row is None:
+        return None
+    runnable = (row["state"] == "pending" and not row["blocked"]) or (
+        row["state"] == "running" and row["lease_expires"] <= now
+    )
+    if not runnable:
+        return None
+    if row["latest"] is not None and row["latest"] != seq:
+        await _supersede(connection, seq, now)
+        return None
+    cursor = await connection.execute(
+        """UPDATE jobs SET state = 'running', lease_owner = %s, lease_expires = %s,
+           attempts = attempts + 1, started = COALESCE(started, %s), updated = %s
+           WHERE seq = %s RETURNING *""",
+        (owner, expires, now, now, seq),
+    )
+    taken = await cursor.fetchone()
+    assert taken is not None
+    return _job(taken)
+
+
+async def _supersede(connection: Connection, seq: int, now: float) -> None:
+    await connection.execute(
+        """UPDATE jobs SET state = 'superseded', finished = %s, updated = %s,
+           lease_owner = NULL, lease_expires = NULL, last_error = %s
+           WHERE seq = %s""",
+        (now, now, SUPERSEDED_REASON, seq),
+    )
+
+
+async def _submit(connection: Connection, request: SyncRequest, now: float) -> SubmitResult:
+    event_time = request.event_time if request.event_time is not None else now
+    key = request.image_key
+    await _lock_image(connection, key)
+    cursor = await connection.execute(
+        "SELECT event_time, seq FROM image_events WHERE image_key = %s", (key,)
+    )
+    latest = await cursor.fetchone()
+    is_newest = latest is None or event_time >= latest["event_time"]
+    cursor = await connection.execute(
+        """SELECT seq, id, event_time FROM jobs
+           WHERE image_key = %s AND action = %s AND state = 'pending'
+           ORDER BY seq DESC LIMIT 1""",
+        (key, request.action.value),
+    )
+    pending = await cursor.fetchone()
+    if pending is not None:
+        if is_newest:
+            await connection.execute(
+                """UPDATE jobs SET event_time = GREATEST(event_time, %s),
+                   digest = COALESCE(%s, digest), event_id = COALESCE(%s, event_id),
+                   updated = %s WHERE seq = %s""",
+                (event_time, request.digest, request.event_id, now, pending["seq"]),
+            )
+            newest = max(event_time, pending["event_time"])
+            await _mark_newest(connection, key, newest, pending["seq"])
+        return SubmitResult(await _fetch(connection, pending["id"]), coalesced=True)
+    values: dict[str, Any] = {
+        "id": uuid.uuid4().hex,
+        "action": request.action.value,
+        "account": request.account,
+        "region": request.region,
+        "repository": request.repository,
+        "tag": request.tag,
+        "digest": request.digest,
+        "image_key": key,
+        "event_time": event_time,
+        "event_id": request.event_id,
+        "state": JobState.PENDING.value,
+        "not_before": now,
+        "created": now,
+        "updated": now,
+    }
+    cursor = await connection.execute(
+        """INSERT INTO jobs (id, action, account, region, repository, tag, digest, image_key,
+               event_time, event_id, state, not_before, created, updated)
+           VALUES (%(id)s, %(action)s, %(account)s, %(region)s, %(repository)s, %(tag)s,
+               %(digest)s, %(image_key)s, %(event_time)s, %(event_id)s, %(state)s,
+               %(not_before)s, %(created)s, %(updated)s)
+           RETURNING seq""",
+        values,
+    )
+    inserted = await cursor.fetchone()
+    assert inserted is not None
+    seq = int(inserted["seq"])
+    if is_newest:
+        await _mark_newest(connection, key, event_time, seq)
+        job = Job(**{**values, "seq": seq, "attempts": 0, "state": JobState.PENDING})
+        return SubmitResult(job, coalesced=False)
+    await _supersede(connection, seq, now)
+    return SubmitResult(await _fetch(connection, values["id"]), coalesced=False)
+
+
+async def _mark_newest(connection: Connection, key: str, event_time: float, seq: int) -> None:
+    await connection.execute(
+        """INSERT INTO image_events (image_key, event_time, seq) VALUES (%s, %s, %s)
+           ON CONFLICT (image_key) DO UPDATE SET event_time = excluded.event_time,
+           seq = excluded.seq""",
+        (key, event_time, seq),
+    )
