@@ -8,7 +8,6 @@ belongs to ``nobody``; its directory lives directly under the system temp dir
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import shutil
@@ -30,12 +29,13 @@ def _binary(name: str) -> str:
     found = shutil.which(name)
     if found:
         return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    versions = Path("/usr/lib/postgresql").glob(f"*/bin/{name}")
+    candidates = sorted(versions, key=lambda path: int(path.parts[-3]), reverse=True)
     if not candidates:
         raise FileNotFoundError(
             f"{name} not found: install Debian's postgresql package (make deps does)"
         )
-    return candidates[0]
+    return str(candidates[0])
 
 
 @dataclass
@@ -61,16 +61,29 @@ class PostgresServer:
             os.chown(self.root, owner["user"], owner["group"])  # type: ignore[arg-type]
         data = self.root / "data"
         subprocess.run(
-            [_binary("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-             "--no-sync"],
+            [
+                _binary("initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
             check=True,
             capture_output=True,
             **owner,  # type: ignore[arg-type]
         )
         options = [
-            "-c", "listen_addresses=127.0.0.1",
-            "-c", f"unix_socket_directories={self.root}",
-            "-c", "max_connections=200",
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"unix_socket_directories={self.root}",
+            "-c",
+            "max_connections=200",
         ]
         if not self.durable:
             options += ["-c", "fsync=off", "-c", "synchronous_commit=off"]
