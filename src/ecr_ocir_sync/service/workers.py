@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 import uuid
 
@@ -38,7 +40,8 @@ class WorkerPool:
     def __init__(
         self, store: Store, runner: JobRunner, settings: Settings, metrics: Metrics
     ) -> None:
-        self.owner = f"worker-{uuid.uuid4().hex[:12]}"
+        # Host and pid say which pod holds a lease (the store is shared by a fleet).
+        self.owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         self._store = store
         self._runner = runner
         self._settings = settings
