@@ -74,9 +74,8 @@ async def test_a_job_is_visible_and_retried_from_any_process(fleet):
 
 
 async def test_the_reconciliation_lock_is_held_by_one_process_at_a_time(fleet):
-    async with fleet[0].reconcile_lock() as first:
-        async with fleet[1].reconcile_lock() as second:
-            assert (first, second) == (True, False)
+    async with fleet[0].reconcile_lock() as first, fleet[1].reconcile_lock() as second:
+        assert (first, second) == (True, False)
     async with fleet[1].reconcile_lock() as after_release:
         assert after_release
 
@@ -103,7 +102,9 @@ async def test_the_schema_version_is_recorded_and_migrations_run_once(fleet, dat
 
 async def test_a_database_from_a_newer_release_is_refused(database_url):
     with psycopg.connect(database_url) as connection:
-        connection.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied REAL)")
+        connection.execute(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied REAL)"
+        )
         connection.execute("INSERT INTO schema_version VALUES (%s, 0)", (len(MIGRATIONS) + 1,))
     store = PostgresJobStore(database_url)
 

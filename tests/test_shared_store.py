@@ -9,6 +9,7 @@ takes its job over when the lease expires.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from typing import Any
 
@@ -98,8 +99,9 @@ def test_three_processes_share_the_work_and_survive_one_killed_mid_copy(
         retry_job = accepted(survivors[1].post(ecr_event("mid", "1", digest=mid)))
         submitted = [big_job, mid_job, retry_job]
         for i, (tag, digest) in enumerate(small.items()):
-            for process in (survivors[i % 2], survivors[(i + 1) % 2]):  # same event, twice
-                submitted.append(accepted(process.post(ecr_event("small", tag, digest=digest))))
+            event = ecr_event("small", tag, digest=digest)
+            twice = (survivors[i % 2], survivors[(i + 1) % 2])  # the same event, to both
+            submitted.extend(accepted(process.post(event)) for process in twice)
         # A DELETE then a PUSH of one tag, to different processes, in order (a) and late (b).
         stamp = "2026-11-28T01:5{}:00Z"
         for tag, order in (("a", ("DELETE", "PUSH")), ("b", ("PUSH", "DELETE"))):
@@ -135,7 +137,7 @@ def test_three_processes_share_the_work_and_survive_one_killed_mid_copy(
             ran[job["image_key"]].append((job["started"], job["finished"]))
     for key, intervals in ran.items():
         intervals.sort()
-        for (_, end), (start, _) in zip(intervals, intervals[1:], strict=False):
+        for (_, end), (start, _) in itertools.pairwise(intervals):
             assert end <= start, f"{key}: jobs ran at once: {intervals}"
     assert len(ran[next(j["image_key"] for j in jobs if j["id"] == retry_job)]) == 2
 

@@ -18,7 +18,7 @@ from ecr_ocir_sync.rules.placer import Placer
 from ecr_ocir_sync.service.events import IgnoredEvent, InvalidEventError, parse_event
 from ecr_ocir_sync.settings import Settings
 
-__all__ = ["ClientGoneError", "RejectedError", "read_event"]
+__all__ = ["ClientGoneError", "RejectedError", "classify", "read_event"]
 
 _JSON = "application/json"
 
@@ -86,12 +86,9 @@ def _check_placeable(placer: Placer, request: SyncRequest) -> bool:
         ) from None
 
 
-async def read_event(
-    request: Request, settings: Settings, placer: Placer
-) -> SyncRequest | IgnoredEvent:
-    """The validated event in ``request``; raises RejectedError or ClientGoneError."""
-    _check_content_type(request)
-    payload = _decode(await _read_limited(request, settings.max_body_bytes))
+def classify(payload: Any, settings: Settings, placer: Placer) -> SyncRequest | IgnoredEvent:
+    """What a decoded event becomes, however it came (``/sync`` or SQS): a job to
+    commit, or why none is needed; raises RejectedError for input that can never succeed."""
     try:
         parsed = parse_event(
             payload,
@@ -104,3 +101,12 @@ async def read_event(
         return parsed
     image = f"{parsed.repository}:{parsed.tag or parsed.digest}"
     return IgnoredEvent(f"no sync rule places {image} (see SYNC_RULES_FILE)")
+
+
+async def read_event(
+    request: Request, settings: Settings, placer: Placer
+) -> SyncRequest | IgnoredEvent:
+    """The validated event in ``request``; raises RejectedError or ClientGoneError."""
+    _check_content_type(request)
+    payload = _decode(await _read_limited(request, settings.max_body_bytes))
+    return classify(payload, settings, placer)

@@ -21,8 +21,10 @@ from ecr_ocir_sync.registry.pool import ConnectionLimits, Registries
 from ecr_ocir_sync.registry.retry import RetryPolicy
 from ecr_ocir_sync.rules.loader import load_rules
 from ecr_ocir_sync.rules.placer import RulesPlacer
+from ecr_ocir_sync.service.intake import classify
 from ecr_ocir_sync.service.readiness import Readiness
 from ecr_ocir_sync.service.runner import JobRunner
+from ecr_ocir_sync.service.sqs import SqsIntake, SqsSettings
 from ecr_ocir_sync.service.usage import UsageLoop
 from ecr_ocir_sync.service.workers import WorkerPool
 from ecr_ocir_sync.settings import SERVICE_HEADER, Settings
@@ -139,6 +141,21 @@ class Service:
             spool=self.spool,
         )
         self.workers = WorkerPool(self.store, self.runner, settings, self.metrics)
+        self.sqs = (
+            SqsIntake(
+                SqsSettings(
+                    settings.sqs_queue_url,
+                    wait_seconds=settings.sqs_wait_seconds,
+                    visibility_seconds=settings.sqs_visibility_seconds,
+                ),
+                self.store,
+                lambda payload: classify(payload, settings, self.placer),
+                metrics=self.metrics,
+                accepted=lambda _: self.workers.wake(),
+            )
+            if settings.sqs_queue_url
+            else None
+        )
         self.reconciler = ReconcileLoop(
             settings,
             self.registries,
@@ -167,6 +184,8 @@ class Service:
             log.info("resuming %d job(s) interrupted by the previous process", recovered)
         self.workers.start()
         self.reconciler.start()
+        if self.sqs is not None:
+            self.sqs.start()
         if self.usage is not None:
             self.usage.start()
         elif self.repositories is None:
@@ -175,6 +194,8 @@ class Service:
     async def drain(self) -> None:
         """Readiness fails, no new job starts, running ones get the grace period."""
         self.draining = True
+        if self.sqs is not None:  # messages not yet received stay for other pods
+            await self.sqs.stop()
         await self.reconciler.stop()
         if self.usage is not None:
             await self.usage.stop()
