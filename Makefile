@@ -75,6 +75,7 @@ bench: deps venv
 	$(BIN)/python -m bench.intake
 	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python -m bench.shaped; \
 	else echo "bench.shaped skipped: shaped links need root (network namespaces, tc)"; fi
+	$(BIN)/python -m bench.shared_store
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache bench/.work
