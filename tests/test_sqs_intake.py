@@ -103,11 +103,11 @@ class _FailingOnce:
         self.store = store
         self.failures = 0
 
-    async def submit(self, request: SyncRequest) -> SubmitResult:
+    async def submit(self, request: SyncRequest, max_pending: int | None = None) -> SubmitResult:
         if self.failures == 0:
             self.failures += 1
             raise ConnectionError("the database went away")
-        return await self.store.submit(request)
+        return await self.store.submit(request, max_pending)
 
 
 def _intake(store: Any, queue_url: str, settings: ServiceSettings) -> SqsIntake:

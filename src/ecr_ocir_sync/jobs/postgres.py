@@ -42,7 +42,12 @@ from ecr_ocir_sync.jobs.model import (
 )
 from ecr_ocir_sync.jobs.postgres_schema import SCHEMA_LOCK, migrate
 from ecr_ocir_sync.jobs.request import SyncRequest
-from ecr_ocir_sync.jobs.store import SUPERSEDED_REASON, JobNotFoundError, JobStateError
+from ecr_ocir_sync.jobs.store import (
+    SUPERSEDED_REASON,
+    BacklogFullError,
+    JobNotFoundError,
+    JobStateError,
+)
 
 __all__ = ["PostgresJobStore"]
 
@@ -116,9 +121,9 @@ class PostgresJobStore:
 
     # -- intake ---------------------------------------------------------------
 
-    async def submit(self, request: SyncRequest) -> SubmitResult:
+    async def submit(self, request: SyncRequest, max_pending: int | None = None) -> SubmitResult:
         now = self._clock()
-        return await self._run(lambda connection: _submit(connection, request, now))
+        return await self._run(lambda connection: _submit(connection, request, now, max_pending))
 
     # -- workers --------------------------------------------------------------
 
@@ -219,16 +224,22 @@ class PostgresJobStore:
     async def get(self, job_id: str) -> Job:
         return await self._run(lambda connection: _fetch(connection, job_id))
 
-    async def list(self, state: JobState | None = None, limit: int = 100) -> list[Job]:
+    async def list(
+        self, state: JobState | None = None, limit: int = 100, before: int | None = None
+    ) -> list[Job]:
+        below = before if before is not None else 2**63 - 1
+
         async def work(connection: Connection) -> list[Job]:
             if state is None:
                 cursor = await connection.execute(
-                    "SELECT * FROM jobs ORDER BY seq DESC LIMIT %s", (limit,)
+                    "SELECT * FROM jobs WHERE seq < %s ORDER BY seq DESC LIMIT %s",
+                    (below, limit),
                 )
             else:
                 cursor = await connection.execute(
-                    "SELECT * FROM jobs WHERE state = %s ORDER BY seq DESC LIMIT %s",
-                    (state.value, limit),
+                    """SELECT * FROM jobs WHERE state = %s AND seq < %s
+                       ORDER BY seq DESC LIMIT %s""",
+                    (state.value, below, limit),
                 )
             return [_job(row) for row in await cursor.fetchall()]
 
@@ -417,7 +428,17 @@ async def _supersede(connection: Connection, seq: int, now: float) -> None:
     )
 
 
-async def _submit(connection: Connection, request: SyncRequest, now: float) -> SubmitResult:
+async def _backlog(connection: Connection) -> int:
+    cursor = await connection.execute(
+        "SELECT COUNT(*) AS n FROM jobs WHERE state IN ('pending', 'running')"
+    )
+    row = await cursor.fetchone()
+    return int(row["n"]) if row else 0
+
+
+async def _submit(
+    connection: Connection, request: SyncRequest, now: float, max_pending: int | None
+) -> SubmitResult:
     event_time = request.event_time if request.event_time is not None else now
     key = request.image_key
     await _lock_image(connection, key)
@@ -444,6 +465,10 @@ async def _submit(connection: Connection, request: SyncRequest, now: float) -> S
             newest = max(event_time, pending["event_time"])
             await _mark_newest(connection, key, newest, pending["seq"])
         return SubmitResult(await _fetch(connection, pending["id"]), coalesced=True)
+    # Across processes the count is a snapshot: the cap can be passed by the events in
+    # flight at that moment, never by more.
+    if max_pending is not None and await _backlog(connection) >= max_pending:
+        raise BacklogFullError(f"{max_pending} jobs are pending or running (SYNC_MAX_PENDING_JOBS)")
     values: dict[str, Any] = {
         "id": uuid.uuid4().hex,
         "action": request.action.value,

@@ -46,6 +46,7 @@ class SqsSettings:
     queue_url: str
     wait_seconds: int = 20  # long poll
     visibility_seconds: int = 30  # a message not deleted comes back after this
+    max_pending: int | None = None  # a full backlog leaves messages on the queue
     batch: int = 10
 
     def region_name(self) -> str | None:
@@ -155,7 +156,7 @@ class SqsIntake:
 
     async def _commit(self, request: SyncRequest, message_id: str | None) -> bool:
         try:
-            submitted = await self._store.submit(request)
+            submitted = await self._store.submit(request, self._settings.max_pending)
         except Exception:
             self._metrics.events.labels("unavailable").inc()
             log.exception(

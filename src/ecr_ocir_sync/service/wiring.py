@@ -147,6 +147,7 @@ class Service:
                     settings.sqs_queue_url,
                     wait_seconds=settings.sqs_wait_seconds,
                     visibility_seconds=settings.sqs_visibility_seconds,
+                    max_pending=settings.max_pending_jobs,
                 ),
                 self.store,
                 lambda payload: classify(payload, settings, self.placer),
