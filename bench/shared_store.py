@@ -31,7 +31,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import psycopg
 from tests.support.images import Pusher, build_image, layer_bytes
 from tests.support.postgres import PostgresServer
@@ -115,13 +114,7 @@ def intake(setup: Setup, pg: PostgresServer, seconds: int) -> IntakeFigures:
         for thread in threads:
             thread.join()
         accepted = sum(
-            int(
-                metric(
-                    httpx.get(f"{s.url}/metrics").text,
-                    "ecr_ocir_sync_events_total",
-                    outcome="accepted",
-                )
-            )
+            int(metric(s.metrics(), "ecr_ocir_sync_events_total", result="accepted"))
             for s in services
         )
         for service in services:

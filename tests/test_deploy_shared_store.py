@@ -20,7 +20,7 @@ import yaml
 
 from ecr_ocir_sync.jobs.postgres import PostgresJobStore
 from ecr_ocir_sync.jobs.request import Action, SyncRequest
-from ecr_ocir_sync.settings import ServiceSettings
+from ecr_ocir_sync.settings import Settings
 from tests.support.kustomize import render
 from tests.test_deploy import KUBERNETES_VERSIONS, UVICORN_GRACEFUL_SECONDS, _template_at
 
@@ -96,7 +96,7 @@ def test_every_pod_reads_the_database_url_from_its_secret() -> None:
 
 
 def test_the_overlay_pod_environment_selects_the_shared_store() -> None:
-    settings = ServiceSettings.from_env(_environment())
+    settings = Settings.from_environ(_environment()).require_service()
 
     assert settings.database_url is not None
     assert settings.reconcile_leader  # every pod may reconcile; the database lock picks one

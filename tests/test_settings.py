@@ -250,6 +250,11 @@ def _readme_variables() -> set[str]:
 
 def test_the_readme_table_lists_exactly_the_settings_variables():
     # The AWS credentials are boto3's own: listed for operators, read by botocore.
-    boto3 = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_ECR"}
+    boto3 = {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_ENDPOINT_URL_ECR",
+        "AWS_ENDPOINT_URL_SQS",
+    }
 
     assert _readme_variables() - boto3 == Settings.variables() - {"HOSTNAME"}

@@ -16,10 +16,10 @@ from ecr_ocir_sync.jobs.model import JobState, SubmitResult
 from ecr_ocir_sync.jobs.request import SyncRequest
 from ecr_ocir_sync.jobs.store import JobStore
 from ecr_ocir_sync.observability.metrics import Metrics
-from ecr_ocir_sync.rules import RulesPlacer
 from ecr_ocir_sync.service.intake import classify
 from ecr_ocir_sync.service.sqs import SqsIntake, SqsSettings
-from ecr_ocir_sync.settings import ServiceSettings
+from ecr_ocir_sync.service.wiring import build_placer
+from ecr_ocir_sync.settings import Settings
 from tests.support import skopeo
 from tests.support.images import Pusher, build_image, layer_bytes
 from tests.support.ports import free_port
@@ -110,19 +110,21 @@ class _FailingOnce:
         return await self.store.submit(request, max_pending)
 
 
-def _intake(store: Any, queue_url: str, settings: ServiceSettings) -> SqsIntake:
+def _intake(store: Any, queue_url: str, settings: Settings) -> SqsIntake:
     return SqsIntake(
         SqsSettings(queue_url, wait_seconds=1, visibility_seconds=1),
         store,
-        lambda payload: classify(payload, settings, RulesPlacer.from_settings(settings)),
+        lambda payload: classify(payload, settings, build_placer(settings)),
         metrics=Metrics(),
         accepted=lambda _: None,
     )
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> ServiceSettings:
-    return ServiceSettings.from_env(service_env("127.0.0.1:1", {"mel": "127.0.0.1:2"}))
+def settings(tmp_path: Path) -> Settings:
+    return Settings.from_environ(
+        service_env("127.0.0.1:1", {"mel": "127.0.0.1:2"})
+    ).require_service()
 
 
 @pytest.fixture
@@ -180,6 +182,6 @@ async def test_an_event_no_sync_is_needed_for_is_deleted(sqs, queue_url, setting
 
 def test_the_service_refuses_a_queue_url_that_is_not_a_url() -> None:
     with pytest.raises(ConfigError, match="SYNC_SQS_QUEUE_URL"):
-        ServiceSettings.from_env(
+        Settings.from_environ(
             service_env("127.0.0.1:1", {"mel": "127.0.0.1:2"}, SYNC_SQS_QUEUE_URL="my-queue")
-        )
+        ).require_service()
