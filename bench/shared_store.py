@@ -23,6 +23,7 @@ docker-registry as "ECR" and the two regions.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sqlite3
 import threading
 import time
@@ -93,6 +94,7 @@ class IntakeFigures:
 
 def intake(setup: Setup, pg: PostgresServer, seconds: int) -> IntakeFigures:
     root = WORK / f"intake-{setup.backend}-{setup.processes}"
+    shutil.rmtree(root, ignore_errors=True)  # a fresh store and registries each run
     database_url = pg.create_database() if setup.backend == "postgresql" else None
     with ExitStack() as stack:
         ecr = stack.enter_context(Blackhole())
@@ -152,6 +154,7 @@ class JobFigures:
 
 def jobs(setup: Setup, pg: PostgresServer, images: int) -> JobFigures:
     root = WORK / f"jobs-{setup.backend}-{setup.processes}"
+    shutil.rmtree(root, ignore_errors=True)
     database_url = pg.create_database() if setup.backend == "postgresql" else None
     with ExitStack() as stack:
         ecr = stack.enter_context(_registry(root / "ecr"))
