@@ -121,6 +121,8 @@ def start_api() -> Iterator[Callable[..., OciApiServer]]:
 @pytest.fixture
 def oci_api(start_api: Callable[..., OciApiServer], api_key: ApiKeyConfig) -> OciApiServer:
     return start_api(verify_key=api_key.public_key)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """One real PostgreSQL server for the session; each test takes a database of its own."""

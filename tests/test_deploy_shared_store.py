@@ -23,20 +23,26 @@ from ecr_ocir_sync.jobs.request import Action, SyncRequest
 from ecr_ocir_sync.settings import Settings
 from tests.support.kustomize import render
 from tests.test_deploy import KUBERNETES_VERSIONS, UVICORN_GRACEFUL_SECONDS, _template_at
+from tests.test_deploy import WITHOUT_SCHEMA as BASE_WITHOUT_SCHEMA
 
 ROOT = Path(__file__).resolve().parent.parent
 OVERLAY = ROOT / "deploy" / "overlays" / "shared-store"
 SQS_TEMPLATE = ROOT / "deploy" / "aws" / "eventbridge-sqs.yaml"
 NONE = (None, None, None)  # digest, event time, event id
-WITHOUT_SCHEMA = {"ScaledObject", "ServiceMonitor"}  # CRDs: checked by hand below
+# CRDs: KEDA's checked by hand below; the base's as tests/test_deploy.py checks them.
+WITHOUT_SCHEMA = {"ScaledObject", *BASE_WITHOUT_SCHEMA}
 
 
 def _rendered() -> list[dict[str, Any]]:
     return render(OVERLAY)
 
 
-def _one(kind: str) -> dict[str, Any]:
-    [found] = [doc for doc in _rendered() if doc["kind"] == kind]
+def _one(kind: str, name: str | None = None) -> dict[str, Any]:
+    [found] = [
+        doc
+        for doc in _rendered()
+        if doc["kind"] == kind and name in (None, doc["metadata"]["name"])
+    ]
     return found
 
 
@@ -47,7 +53,7 @@ def _container() -> dict[str, Any]:
 
 def _environment() -> dict[str, str]:
     """The pod's environment, with well-formed stand-ins for the secrets."""
-    environment = dict(_one("ConfigMap")["data"])
+    environment = dict(_one("ConfigMap", "ecr-ocir-sync-config")["data"])
     secrets = {
         "OCI_REPO_REGION_KEY": "mel,syd",
         "AWS_DEFAULT_REGION": "ap-southeast-2",

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import SecretStr
 
@@ -81,11 +81,17 @@ class Store(Protocol):
 
     async def counts(self) -> dict[JobState, int]: ...
 
+    async def oldest_pending_created(self) -> float | None: ...
+
     async def begin_pass(self) -> int: ...
 
     async def end_pass(self, pass_id: int, outcome: str, summary: str) -> None: ...
 
     async def last_pass(self) -> tuple[float, float | None] | None: ...
+
+    async def latest_pass(self) -> dict[str, Any] | None: ...
+
+    async def last_complete_pass(self) -> float | None: ...
 
     def reconcile_lock(self) -> AbstractAsyncContextManager[bool]:
         """Held while this process reconciles; yields False if another process holds it."""

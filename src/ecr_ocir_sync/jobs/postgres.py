@@ -21,10 +21,11 @@ run against both.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from psycopg import AsyncConnection
@@ -269,6 +270,16 @@ class PostgresJobStore:
 
         return await self._run(work)
 
+    async def oldest_pending_created(self) -> float | None:
+        async def work(connection: Connection) -> float | None:
+            cursor = await connection.execute(
+                "SELECT MIN(created) AS oldest FROM jobs WHERE state = 'pending'"
+            )
+            row = await cursor.fetchone()
+            return None if row is None or row["oldest"] is None else float(row["oldest"])
+
+        return await self._run(work)
+
     # -- reconciliation passes ------------------------------------------------
 
     async def begin_pass(self) -> int:
@@ -303,6 +314,30 @@ class PostgresJobStore:
             )
             row = await cursor.fetchone()
             return (float(row["started"]), row["finished"]) if row else None
+
+        return await self._run(work)
+
+    async def latest_pass(self) -> dict[str, Any] | None:
+        async def work(connection: Connection) -> dict[str, Any] | None:
+            cursor = await connection.execute(
+                """SELECT started, finished, outcome, summary FROM reconcile_passes
+                   ORDER BY id DESC LIMIT 1"""
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                return None
+            summary = json.loads(row["summary"]) if row["summary"] else None
+            return {**dict(row), "summary": summary}
+
+        return await self._run(work)
+
+    async def last_complete_pass(self) -> float | None:
+        async def work(connection: Connection) -> float | None:
+            cursor = await connection.execute(
+                "SELECT MAX(finished) AS at FROM reconcile_passes WHERE outcome = 'complete'"
+            )
+            row = await cursor.fetchone()
+            return None if row is None or row["at"] is None else float(row["at"])
 
         return await self._run(work)
 
