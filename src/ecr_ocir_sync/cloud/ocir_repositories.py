@@ -19,7 +19,6 @@ error and the job's backoff decides when to try again.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import threading
 from collections.abc import Iterable, Mapping
@@ -27,16 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ecr_ocir_sync.errors import (
-    AuthError,
-    ConfigError,
-    ProtocolError,
-    QuotaExceededError,
-    QuotaLimit,
-    RateLimitedError,
-    RegistryError,
-    UnavailableError,
-)
+from ecr_ocir_sync.cloud.oci_signing import INSTALL_EXTRA, OciPrincipal, OciSigning, oci_sdk
+from ecr_ocir_sync.errors import QuotaExceededError, QuotaLimit, RegistryError
 from ecr_ocir_sync.registry.quota import OCI_LIMIT_CODES, advice, quota_limit
 from ecr_ocir_sync.settings import ApiAuth
 
@@ -50,8 +41,6 @@ __all__ = [
 
 log = logging.getLogger("ecr_ocir_sync.cloud.ocir_repositories")
 
-# Connect and read timeouts of one Artifacts API call, in seconds.
-_TIMEOUT = (10.0, 30.0)
 # A repository in one of these states is on its way out; any other state counts as existing.
 GONE_STATES = frozenset({"DELETING", "DELETED"})
 
@@ -74,6 +63,11 @@ class OcirRepositorySettings:
     limits_endpoints: Mapping[str, str] = field(default_factory=dict)
 
     @property
+    def principal(self) -> OciPrincipal:
+        """Who signs the OCI API calls."""
+        return OciPrincipal(self.auth, self.config_file, self.profile, self.regions)
+
+    @property
     def in_root(self) -> bool:
         """Whether the compartment is the tenancy itself (the root compartment)."""
         return self.compartment_id.startswith("ocid1.tenancy.")
@@ -81,24 +75,14 @@ class OcirRepositorySettings:
 
 _MISSING_SDK = (
     "OCI_COMPARTMENT_ID is set, so OCIR repositories are created through the OCI SDK, "
-    "which is not installed: install the extra with pip install 'ecr-ocir-sync[oci]' "
-    "(the container image has it), or unset OCI_COMPARTMENT_ID to let each push create "
-    "its repository in the root compartment"
+    f"which is not installed: {INSTALL_EXTRA}, or unset OCI_COMPARTMENT_ID to let each "
+    "push create its repository in the root compartment"
 )
 
 
 def load_sdk() -> Any:
     """The ``oci`` SDK (for the other OCI API readers); a ConfigError when it is missing."""
-    return _oci()
-
-
-def _oci() -> Any:  # the oci module (untyped)
-    """The OCI SDK, imported now; its absence is a ConfigError naming the extra."""
-    try:
-        import oci  # noqa: PLC0415 - lazy: the SDK is the slowest import of the project
-    except ImportError as exc:
-        raise ConfigError(_MISSING_SDK) from exc
-    return oci
+    return oci_sdk(_MISSING_SDK)
 
 
 @dataclass(slots=True)
@@ -118,16 +102,13 @@ class OcirRepositories:
 
     def __init__(self, settings: OcirRepositorySettings, *, namespace: str) -> None:
         # Built at start-up when the feature is on: a missing SDK stops the start, not a job.
-        if importlib.util.find_spec("oci") is None:
-            raise ConfigError(_MISSING_SDK)
+        self.signing = OciSigning(settings.principal, missing=_MISSING_SDK)
         self.settings = settings
         self.namespace = namespace
         self._known: set[tuple[str, str]] = set()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._clients: dict[str, _RegionClient] = {}
-        self._build_lock = threading.Lock()  # clients, the config file and the signer
-        self._config: dict[str, Any] | None = None
-        self._signer: Any = None
+        self._build_lock = threading.Lock()  # the clients
 
     async def ensure(self, region_key: str, repository: str) -> None:
         """Create ``<namespace>/<repository>`` in region ``region_key`` unless it exists.
@@ -163,7 +144,7 @@ class OcirRepositories:
     # -- in a worker thread ----------------------------------------------------
 
     def _ensure_blocking(self, region_key: str, repository: str) -> None:
-        oci = _oci()
+        oci = load_sdk()
 
         client = self._client(region_key)
         where = (
@@ -214,8 +195,7 @@ class OcirRepositories:
             return client
 
     def _build_client(self, region_key: str) -> _RegionClient:
-        oci = _oci()
-
+        oci = load_sdk()
         endpoint = self.settings.endpoints.get(region_key.strip().lower())
         api, region_id = self.sdk_client(region_key, oci.artifacts.ArtifactsClient, endpoint)
         return _RegionClient(api, region_id)
@@ -223,149 +203,34 @@ class OcirRepositories:
     def sdk_client(self, region_key: str, factory: Any, endpoint: str | None) -> tuple[Any, str]:
         """(an SDK client built by ``factory`` for ``region_key``, the region's identifier),
         signed as repository creation is; ``endpoint`` overrides the SDK's. Blocking."""
-        oci = _oci()
-
-        region_id = self._region_id(region_key)
-        options: dict[str, Any] = {
-            "retry_strategy": oci.retry.NoneRetryStrategy(),
-            "circuit_breaker_strategy": oci.circuit_breaker.NoCircuitBreakerStrategy(),
-            "timeout": _TIMEOUT,
-        }
-        if endpoint is not None:
-            options["service_endpoint"] = endpoint
-        if self.settings.auth is ApiAuth.CONFIG_FILE:
-            config = {**self._config_file(), "region": region_id}
-        else:
-            config = {"region": region_id}
-            options["signer"] = self._principal_signer()
-        try:
-            return factory(config, **options), region_id
-        except (oci.exceptions.ClientError, ValueError, OSError) as exc:
-            raise ConfigError(
-                f"cannot use the OCI API settings for region {region_key} ({region_id}): "
-                f"{exc}; {self._settings_hint()}"
-            ) from exc
+        api = self.signing.client(factory, region_key, endpoint)
+        return api, self.signing.region_id(region_key)
 
     def tenancy_id(self) -> str | None:
         """The tenancy's OCID (the Limits API's compartment), when the credentials tell it."""
         if self.settings.in_root:
             return self.settings.compartment_id
-        if self.settings.auth is ApiAuth.CONFIG_FILE:
-            return str(self._config_file().get("tenancy") or "") or None
-        tenancy = getattr(self._principal_signer(), "tenancy_id", None)
-        return str(tenancy) if tenancy else None
-
-    def _region_id(self, region_key: str) -> str:
-        oci = _oci()
-
-        key = region_key.strip().lower()
-        override = self.settings.regions.get(key)
-        if override is not None:
-            return override
-        if key in oci.regions.REGIONS_SHORT_NAMES:
-            return str(oci.regions.REGIONS_SHORT_NAMES[key])
-        if key in oci.regions.REGIONS:
-            return key
-        raise ConfigError(
-            f"OCIR region key {region_key!r} is not a region the OCI SDK knows; set "
-            f"OCI_API_REGION_{key.upper()} to its region identifier (e.g. ap-melbourne-1)"
-        )
-
-    def _config_file(self) -> dict[str, Any]:
-        oci = _oci()
-
-        if self._config is None:
-            location = self.settings.config_file.expanduser()
-            try:
-                self._config = dict(oci.config.from_file(str(location), self.settings.profile))
-            except (oci.exceptions.ClientError, ValueError, OSError) as exc:
-                raise ConfigError(
-                    f"cannot read profile {self.settings.profile} of OCI config file "
-                    f"{location}: {exc}; {self._settings_hint()}"
-                ) from exc
-        return self._config
-
-    def _principal_signer(self) -> Any:
-        oci = _oci()
-
-        if self._signer is not None:
-            return self._signer
-        signers = oci.auth.signers
-        auth = self.settings.auth
-        try:
-            if auth is ApiAuth.INSTANCE_PRINCIPAL:
-                self._signer = signers.InstancePrincipalsSecurityTokenSigner()
-            elif auth is ApiAuth.RESOURCE_PRINCIPAL:
-                self._signer = signers.get_resource_principals_signer()
-            else:
-                self._signer = signers.get_oke_workload_identity_resource_principal_signer()
-        except (oci.exceptions.RequestException, oci.exceptions.ServiceError) as exc:
-            raise UnavailableError(
-                f"cannot obtain {auth.value} credentials for the OCI API: {exc}; retrying later"
-            ) from exc
-        except Exception as exc:
-            raise AuthError(
-                f"cannot obtain {auth.value} credentials for the OCI API: {exc}; "
-                f"{self._settings_hint()}"
-            ) from exc
-        return self._signer
+        return self.signing.tenancy_id()
 
     # -- messages ----------------------------------------------------------------
 
     def _place(self, region_key: str, region_id: str) -> str:
         return f"OCIR {region_key} ({region_id})"
 
-    def _settings_hint(self) -> str:
-        auth = self.settings.auth
-        if auth is ApiAuth.CONFIG_FILE:
-            return (
-                "check OCI_CONFIG_FILE / OCI_CONFIG_PROFILE: user, tenancy, fingerprint and "
-                "key_file of an API signing key uploaded to that user"
-            )
-        if auth is ApiAuth.INSTANCE_PRINCIPAL:
-            return "instance principals work only on an OCI instance (an OKE node)"
-        if auth is ApiAuth.RESOURCE_PRINCIPAL:
-            return "resource principals need the OCI_RESOURCE_PRINCIPAL_* variables of the resource"
-        return "workload identity needs an OKE enhanced cluster and the pod's service account token"
-
     def policy(self) -> str:
         """The IAM policy statement the OCI API identity needs."""
         where = (
             "tenancy" if self.settings.in_root else f"compartment id {self.settings.compartment_id}"
         )
-        auth = self.settings.auth
-        if auth is ApiAuth.CONFIG_FILE:
-            user = (self._config or {}).get("user", "the user of OCI_CONFIG_FILE")
-            return f"Allow group <a group of {user}> to manage repos in {where}"
-        if auth is ApiAuth.WORKLOAD_IDENTITY:
-            return (
-                f"Allow any-user to manage repos in {where} where all "
-                "{request.principal.type = 'workload', "
-                "request.principal.cluster_id = '<cluster OCID>', "
-                "request.principal.namespace = '<namespace>', "
-                "request.principal.service_account = '<service account>'}"
-            )
-        matching = "the node instances" if auth is ApiAuth.INSTANCE_PRINCIPAL else "the resource"
-        return (
-            f"Allow dynamic-group <a dynamic group matching {matching}> to manage repos in {where}"
-        )
+        return self.signing.policy("manage repos", where)
 
     def api_error(self, exc: Exception, action: str, where: str) -> RegistryError:
-        oci = _oci()
-
+        """``exc`` from an Artifacts API call, as the error class it means."""
+        oci = load_sdk()
         failed = f"{where}: cannot {action}"
-        if isinstance(exc, oci.exceptions.ServiceError):
-            return self._service_error(exc, failed)
-        if isinstance(exc, oci.exceptions.RequestException | oci.exceptions.ConnectTimeout):
-            return UnavailableError(
-                f"{failed}: the OCI API could not be reached ({exc}); retrying later"
-            )
-        return ProtocolError(f"{failed}: unexpected {type(exc).__name__}: {exc}")
-
-    def _service_error(self, exc: Any, failed: str) -> RegistryError:
-        status = int(exc.status)
-        said = f"{status} {exc.code}: {exc.message} (opc-request-id {exc.request_id})"
-        if exc.code in OCI_LIMIT_CODES:
+        if isinstance(exc, oci.exceptions.ServiceError) and exc.code in OCI_LIMIT_CODES:
+            status = int(exc.status)
+            said = f"{status} {exc.code}: {exc.message} (opc-request-id {exc.request_id})"
             limit = quota_limit(status, str(exc.code), str(exc.message))
             # Creating a repository counts against the repository limit unless it says otherwise.
             if limit in (None, QuotaLimit.UNKNOWN):
@@ -373,34 +238,12 @@ class OcirRepositories:
             return QuotaExceededError(
                 f"{failed}: {said}; {advice(limit)}", limit=limit, status=status
             )
-        if status == 401:
-            return AuthError(
-                f"{failed}: the OCI API refused the credentials, {said}; {self._settings_hint()}",
-                status=status,
-            )
-        if status in (403, 404):
-            return AuthError(
+
+        def denied(said: str) -> str:
+            return (
                 f"{failed} in compartment {self.settings.compartment_id}: {said}. Either the "
-                "compartment does not exist or the OCI API identity may not manage repositories "
-                f"there: add the IAM policy '{self.policy()}'",
-                status=status,
+                "compartment does not exist or the OCI API identity may not manage "
+                f"repositories there: add the IAM policy '{self.policy()}'"
             )
-        if status == 429:
-            return RateLimitedError(
-                f"{failed}: the OCI API is throttling, {said}; retrying later",
-                status=status,
-                retry_after=_retry_after(exc.headers),
-            )
-        if status >= 500:
-            return UnavailableError(
-                f"{failed}: the OCI API failed, {said}; retrying later", status=status
-            )
-        return ProtocolError(f"{failed}: the OCI API refused, {said}", status=status)
 
-
-def _retry_after(headers: Any) -> float | None:
-    try:
-        value = headers.get("retry-after") if headers is not None else None
-        return max(0.0, float(value)) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+        return self.signing.error(exc, failed, denied)
