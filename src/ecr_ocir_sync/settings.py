@@ -40,6 +40,7 @@ __all__ = [
     "ApiAuth",
     "Endpoint",
     "LogLevel",
+    "RegistryAuth",
     "Settings",
 ]
 
@@ -61,6 +62,7 @@ _FAMILIES = {
     "OCI_API_REGION_<KEY>": "OCI_API_REGION_",
     "OCI_ARTIFACTS_ENDPOINT_<KEY>": "OCI_ARTIFACTS_ENDPOINT_",
     "OCI_LIMITS_ENDPOINT_<KEY>": "OCI_LIMITS_ENDPOINT_",
+    "OCIR_TOKEN_ENDPOINT_<KEY>": "OCIR_TOKEN_ENDPOINT_",
 }
 _REQUIRED_HINTS = {
     "OCI_TENANCY": "the OCIR namespace destinations live under",
@@ -82,6 +84,14 @@ class ApiAuth(StrEnum):
     INSTANCE_PRINCIPAL = "instance_principal"  # the instance (an OKE node) in a dynamic group
     RESOURCE_PRINCIPAL = "resource_principal"  # OCI_RESOURCE_PRINCIPAL_* variables
     WORKLOAD_IDENTITY = "workload_identity"  # OKE workload identity: the pod's service account
+
+
+class RegistryAuth(StrEnum):
+    """How the service logs in to OCIR (``OCI_REGISTRY_AUTH``)."""
+
+    AUTH_TOKEN = "auth_token"  # noqa: S105 - a mode name: OCI_USERNAME + OCI_AUTH_TOKEN
+    # a short-lived registry token per region from OCI IAM, signed as OCI_API_AUTH says
+    TOKEN_EXCHANGE = "token_exchange"  # noqa: S105 - a mode name, not a secret
 
 
 class LogLevel(StrEnum):
@@ -179,6 +189,12 @@ class Settings(BaseSettings):
     )
     ocir_endpoint_variables: dict[str, _EndpointUrl] = Field(
         default_factory=dict, alias="OCIR_ENDPOINT_<KEY>"
+    )
+    registry_auth: Annotated[
+        RegistryAuth, BeforeValidator(parse.word_of(RegistryAuth, str.lower))
+    ] = Field(RegistryAuth.AUTH_TOKEN, alias="OCI_REGISTRY_AUTH")
+    token_endpoint_variables: dict[str, Annotated[str, BeforeValidator(parse.registry_api_url)]] = (
+        Field(default_factory=dict, alias="OCIR_TOKEN_ENDPOINT_<KEY>")
     )
     # ECR, events and the API
     allowed_accounts: Annotated[frozenset[str], BeforeValidator(parse.account_ids)] = Field(
@@ -388,7 +404,10 @@ class Settings(BaseSettings):
                 "set SYNC_ALLOW_UNAUTHENTICATED=true to run without one"
             )
         variables = [str(field.alias) for field in type(self).model_fields.values()]
-        return self.require(variables, required=_SERVICE_REQUIRED, extra=extra)
+        required = _SERVICE_REQUIRED
+        if self.registry_auth is RegistryAuth.TOKEN_EXCHANGE:  # no user, no long-lived token
+            required = tuple(n for n in required if n not in ("OCI_USERNAME", "OCI_AUTH_TOKEN"))
+        return self.require(variables, required=required, extra=extra)
 
     # -- derived values ----------------------------------------------------------
 
@@ -411,6 +430,11 @@ class Settings(BaseSettings):
     def limits_endpoints(self) -> dict[str, str]:
         """Region key → Limits API URL (``OCI_LIMITS_ENDPOINT_<KEY>``)."""
         return _by_key(self.limits_endpoint_variables, "OCI_LIMITS_ENDPOINT_<KEY>")
+
+    @property
+    def token_endpoints(self) -> dict[str, str]:
+        """Region key → Container Registry API URL (``OCIR_TOKEN_ENDPOINT_<KEY>``)."""
+        return _by_key(self.token_endpoint_variables, "OCIR_TOKEN_ENDPOINT_<KEY>")
 
     @property
     def insecure_registries(self) -> frozenset[str]:

@@ -18,6 +18,7 @@ __all__ = [
     "FLAG_WORDS",
     "Endpoint",
     "account_ids",
+    "api_url",
     "artifacts_url",
     "at_least",
     "aws_regions",
@@ -27,6 +28,7 @@ __all__ = [
     "oci_region_id",
     "ocid",
     "region_keys",
+    "registry_api_url",
     "word_of",
 ]
 
@@ -148,30 +150,27 @@ def endpoint(value: object) -> object:
     return Endpoint(parts.netloc, parts.scheme == "http")
 
 
-def artifacts_url(value: object) -> object:
-    """The OCI Artifacts API's URL, no path; kept without a trailing slash."""
-    if not isinstance(value, str):
-        return value
-    parts = urlsplit(value)
-    if parts.scheme in ("http", "https") and parts.netloc and parts.path in ("", "/"):
-        return value.rstrip("/")
-    raise ValueError(
-        "expected the Artifacts API's URL such as "
-        "https://artifacts.ap-melbourne-1.oci.oraclecloud.com (no path)"
-    )
+def api_url(expected: str) -> Callable[[object], object]:
+    """A validator of an OCI API's URL, no path; kept without a trailing slash."""
+
+    def check(value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        parts = urlsplit(value)
+        if parts.scheme in ("http", "https") and parts.netloc and parts.path in ("", "/"):
+            return value.rstrip("/")
+        raise ValueError(f"expected {expected} (no path)")
+
+    return check
 
 
-def limits_url(value: object) -> object:
-    """The OCI Limits API's URL, no path; kept without a trailing slash."""
-    if not isinstance(value, str):
-        return value
-    parts = urlsplit(value)
-    if parts.scheme in ("http", "https") and parts.netloc and parts.path in ("", "/"):
-        return value.rstrip("/")
-    raise ValueError(
-        "expected the Limits API's URL such as "
-        "https://limits.ap-melbourne-1.oci.oraclecloud.com (no path)"
-    )
+artifacts_url = api_url(
+    "the Artifacts API's URL such as https://artifacts.ap-melbourne-1.oci.oraclecloud.com"
+)
+limits_url = api_url(
+    "the Limits API's URL such as https://limits.ap-melbourne-1.oci.oraclecloud.com"
+)
+registry_api_url = api_url("the Container Registry API's URL such as https://mel.ocir.io")
 
 
 def oci_region_id(value: object) -> object:

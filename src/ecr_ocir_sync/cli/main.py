@@ -21,6 +21,7 @@ from ecr_ocir_sync.cli.service_commands import add_service_commands, run_service
 from ecr_ocir_sync.cli.status import add_status_command, run_status_command
 from ecr_ocir_sync.cli.usage_command import add_usage_command, run_usage_command
 from ecr_ocir_sync.cloud.credential_chain import CredentialSettings, OcirLogin, build_credentials
+from ecr_ocir_sync.cloud.ocir_tokens import OcirTokenSettings
 from ecr_ocir_sync.engine.destination import Destination
 from ecr_ocir_sync.engine.progress import ProgressListener, ignore_progress
 from ecr_ocir_sync.engine.result import CopyResult
@@ -28,7 +29,7 @@ from ecr_ocir_sync.errors import ConfigError, SyncError
 from ecr_ocir_sync.oci.reference import ImageReference, parse_reference
 from ecr_ocir_sync.registry.pool import ConnectionLimits, Registries
 from ecr_ocir_sync.rules.regions import region_destinations
-from ecr_ocir_sync.settings import Settings
+from ecr_ocir_sync.settings import RegistryAuth, Settings
 
 __all__ = ["main"]
 
@@ -38,7 +39,9 @@ _EPILOG = """\
 references look like host[:port]/repo/path:tag or host[:port]/repo/path@sha256:<hex>.
 
 credentials, asked for only when a registry challenges:
-  *.ocir.io        OCI_TENANCY (namespace), OCI_USERNAME, OCI_AUTH_TOKEN
+  *.ocir.io        OCI_TENANCY (namespace), OCI_USERNAME, OCI_AUTH_TOKEN, or with
+                   OCI_REGISTRY_AUTH=token_exchange a short-lived token from OCI IAM
+                   signed as OCI_API_AUTH says
                    (OCIR_ENDPOINT_<KEY>=https://host overrides <key>.ocir.io)
   ECR hosts        AWS GetAuthorizationToken via the default AWS credential chain
   any registry     --authfile, else $REGISTRY_AUTH_FILE, else ~/.docker/config.json
@@ -133,6 +136,7 @@ _REGISTRY_VARIABLES = (
     "OCI_AUTH_TOKEN",
     "OCIR_ENDPOINT_<KEY>",
     "REGISTRY_AUTH_FILE",
+    "OCI_REGISTRY_AUTH",
     # how blobs move
     "SYNC_SPOOL_MAX_BYTES",
     "SYNC_UPLOAD_CHUNK_BYTES",
@@ -140,6 +144,8 @@ _REGISTRY_VARIABLES = (
     "SYNC_HOST_CONNECTIONS",
     "SYNC_POOL_TIMEOUT_SECONDS",
 )
+# Judged only when OCIR tokens come from OCI IAM (OCI_REGISTRY_AUTH=token_exchange).
+_TOKEN_VARIABLES = ("OCIR_TOKEN_ENDPOINT_<KEY>", "OCI_API_AUTH", "OCI_API_REGION_<KEY>")
 
 
 def _destination_references(
@@ -171,12 +177,16 @@ def _destination_references(
 
 
 def _registries(args: argparse.Namespace, settings: Settings) -> Registries:
-    settings.require(_REGISTRY_VARIABLES, header=_HEADER)
+    token_exchange = settings.registry_auth is RegistryAuth.TOKEN_EXCHANGE
+    settings.require(
+        _REGISTRY_VARIABLES + (_TOKEN_VARIABLES if token_exchange else ()), header=_HEADER
+    )
     endpoints = settings.ocir_endpoints
     credentials = CredentialSettings(
         authfile=args.authfile or settings.registry_auth_file,
         ecr_hosts=dict(args.ecr),
         ocir=OcirLogin.from_settings(settings),
+        ocir_tokens=OcirTokenSettings.from_settings(settings),
         ocir_hosts={key: endpoint.host for key, endpoint in endpoints.items()},
     )
     insecure = {*args.insecure, *(e.host for e in endpoints.values() if e.insecure)}

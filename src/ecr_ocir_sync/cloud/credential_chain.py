@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ecr_ocir_sync.cloud.ecr_auth import EcrCredentialProvider
 from ecr_ocir_sync.cloud.ocir_auth import OcirCredentials
+from ecr_ocir_sync.cloud.ocir_tokens import OcirTokenExchange, OcirTokenSettings
 from ecr_ocir_sync.registry.credentials import (
     CredentialChain,
     CredentialProvider,
@@ -48,12 +49,16 @@ class CredentialSettings:
     ecr_api_endpoint: str | None = None
     ocir: OcirLogin | None = None
     ocir_hosts: Mapping[str, str] = field(default_factory=dict)
+    # OCI_REGISTRY_AUTH=token_exchange: OCIR tokens from OCI IAM instead of ``ocir``'s login
+    ocir_tokens: OcirTokenSettings | None = None
 
 
 def build_credentials(settings: CredentialSettings) -> CredentialProvider:
-    """OCIR login first (for OCIR hosts), then ECR tokens, then the auth file."""
+    """OCIR tokens or login first (for OCIR hosts), then ECR tokens, then the auth file."""
     providers: list[CredentialProvider] = []
-    if settings.ocir is not None:
+    if settings.ocir_tokens is not None:
+        providers.append(OcirTokenExchange(settings.ocir_tokens))
+    elif settings.ocir is not None:
         login = settings.ocir
         providers.append(
             OcirCredentials(login.namespace, login.username, login.auth_token, settings.ocir_hosts)

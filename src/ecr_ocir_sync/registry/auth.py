@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from ecr_ocir_sync.errors import AuthError, ProtocolError
-from ecr_ocir_sync.registry.credentials import CredentialProvider
+from ecr_ocir_sync.registry.credentials import CredentialProvider, Credentials
 from ecr_ocir_sync.registry.transport import raise_for_status, send
 
 __all__ = ["Authenticator", "Challenge", "parse_challenge"]
@@ -120,11 +120,8 @@ class Authenticator:
             ]
             if "service" in challenge.params:
                 params.insert(0, ("service", challenge.params["service"]))
-            creds = await self._provider.credentials(self.host)
-            headers = {"Authorization": creds.basic_header()} if creds else {}
             where = f"getting a token for {self.host} ({scope}) from {realm}"
-            request = self._http.build_request("GET", realm, params=params, headers=headers)
-            response = await send(self._http, request, where=where)
+            response = await self._request_token(realm, params, where)
             raise_for_status(response, where, 200)
             try:
                 body = response.json()
@@ -137,3 +134,29 @@ class Authenticator:
             expires = self._clock() + max(lifetime - _TOKEN_SLACK, lifetime / 2)
             self._tokens[scope] = _Token(value, expires)
             return f"Bearer {value}"
+
+    async def _request_token(
+        self, realm: str, params: list[tuple[str, str | int | float | bool | None]], where: str
+    ) -> httpx.Response:
+        """The token server's answer; a refused login is renewed by the provider once."""
+        creds = await self._provider.credentials(self.host)
+        response = await self._send_token_request(realm, params, creds, where)
+        if response.status_code == 401 and creds is not None:
+            # The login expired or was revoked (a short-lived registry token, say): ask
+            # the provider for a new one; static credentials come back the same.
+            self._provider.invalidate(self.host)
+            renewed = await self._provider.credentials(self.host)
+            if renewed is not None and renewed != creds:
+                response = await self._send_token_request(realm, params, renewed, where)
+        return response
+
+    async def _send_token_request(
+        self,
+        realm: str,
+        params: list[tuple[str, str | int | float | bool | None]],
+        creds: Credentials | None,
+        where: str,
+    ) -> httpx.Response:
+        headers = {"Authorization": creds.basic_header()} if creds else {}
+        request = self._http.build_request("GET", realm, params=params, headers=headers)
+        return await send(self._http, request, where=where)

@@ -11,6 +11,7 @@ from typing import IO
 
 from ecr_ocir_sync.cloud.credential_chain import CredentialSettings, OcirLogin, build_credentials
 from ecr_ocir_sync.cloud.ocir_repositories import OcirRepositories, OcirRepositorySettings
+from ecr_ocir_sync.cloud.ocir_tokens import OcirTokenSettings
 from ecr_ocir_sync.cloud.ocir_usage import OcirUsage
 from ecr_ocir_sync.engine.spool import Spool
 from ecr_ocir_sync.errors import ConfigError
@@ -98,6 +99,7 @@ def build_registries(settings: Settings) -> Registries:
             authfile=settings.registry_auth_file,
             ecr_hosts=ecr_hosts,
             ocir=OcirLogin.from_settings(settings),
+            ocir_tokens=OcirTokenSettings.from_settings(settings),
             ocir_hosts={k: e.host for k, e in settings.ocir_endpoints.items()},
         )
     )
