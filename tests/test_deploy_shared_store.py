@@ -92,6 +92,19 @@ def test_the_overlay_has_no_cpu_autoscaler_to_fight_keda() -> None:
     assert not [doc for doc in _rendered() if doc["kind"] == "HorizontalPodAutoscaler"]
 
 
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_the_original_cpu_autoscaler_is_kept_by_name_for_clusters_without_keda(
+    version: str,
+) -> None:
+    hpa = yaml.safe_load((OVERLAY / "image-sync-hpa.yaml").read_text())
+    kubernetes_validate.validate(hpa, version, strict=True)
+    statefulset = next(doc for doc in _rendered() if doc["kind"] == "StatefulSet")
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("StatefulSet", statefulset["metadata"]["name"])
+    # Never below the overlay's PDB-backed floor of two pods (intake stays up while one drains).
+    assert hpa["spec"]["minReplicas"] >= 2
+
+
 def test_every_pod_reads_the_database_url_from_its_secret() -> None:
     [variable] = [v for v in _container()["env"] if v["name"] == "SYNC_DATABASE_URL"]
     reference = variable["valueFrom"]["secretKeyRef"]
