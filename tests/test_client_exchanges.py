@@ -680,3 +680,37 @@ async def test_mount_answered_202_is_refused_and_the_opened_upload_deleted(scrip
     assert await client.mount_blob("app", digest, "lib/base") is False
 
     assert [request.method for request in script.seen] == ["POST", "DELETE"]
+
+
+# -- deleting a tag ----------------------------------------------------------------
+
+
+async def test_a_tag_is_deleted_alone_where_the_registry_supports_tag_delete(script, connect):
+    from ecr_ocir_sync.engine.delete import delete_image  # noqa: PLC0415
+    from ecr_ocir_sync.engine.destination import Destination  # noqa: PLC0415
+    from ecr_ocir_sync.oci.reference import ImageReference  # noqa: PLC0415
+
+    raw = image_manifest()
+    digest = sha256(raw)
+    latest = f"{BASE}/v2/app/manifests/latest"
+    script.expect("HEAD", latest, httpx.Response(200, headers={"Docker-Content-Digest": digest}))
+    script.expect("DELETE", latest, httpx.Response(202))
+
+    async def sibling_never_asked(_tag: str, _digest: Digest) -> bool:
+        raise AssertionError("a registry that deletes tags needs no sibling check")
+
+    result = await delete_image(
+        "event",
+        [Destination(connect(), ImageReference(HOST, "app", "latest", digest))],
+        source_holds=sibling_never_asked,
+    )
+
+    assert result.ok, result
+    assert result.destinations[0].detail == f"deleted tag latest (was {digest})"
+
+
+@pytest.mark.parametrize("status", [400, 405])
+async def test_a_registry_without_tag_delete_says_so(script, connect, status):
+    script.expect("DELETE", f"{BASE}/v2/app/manifests/latest", httpx.Response(status))
+
+    assert await connect().delete_tag("app", "latest") is False

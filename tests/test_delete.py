@@ -62,3 +62,71 @@ async def test_a_deletion_naming_an_older_digest_leaves_a_newer_push_in_place(
     assert result.ok, result
     assert result.destinations[0].detail == f"tag now points at {current}; left in place"
     assert skopeo.manifest_digest(f"{dest_open.host}/app:1") == current
+
+
+def holds_in(registries: Registries, source, repository: str):
+    """Asks the source registry (the ECR stand-in) whether it still holds a tag at a digest."""
+    client = registries.client(source.host)
+
+    async def holds(tag: str, digest) -> bool:
+        return await client.manifest_digest(repository, tag) == digest
+
+    return holds
+
+
+async def test_deleting_a_tag_keeps_the_manifest_a_sibling_tag_the_source_holds_shares(
+    source, dest_open, registries
+):
+    image = build_image([layer_bytes(10_000, 91)])
+    for server, tags in ((dest_open, ("latest", "1.0")), (source, ("1.0",))):
+        pusher = Pusher(server.url)
+        for tag in tags:
+            pusher.image("app", tag, image)
+        pusher.close()
+
+    result = await delete_image(
+        "event",
+        destinations(registries, f"{dest_open.host}/app:latest@{image.digest}"),
+        source_holds=holds_in(registries, source, "app"),
+    )
+
+    assert result.ok, result
+    assert result.destinations[0].detail == "kept: shared with 1.0"
+    assert skopeo.manifest_digest(f"{dest_open.host}/app:1.0") == image.digest
+
+
+async def test_deleting_a_tag_whose_siblings_the_source_no_longer_holds_deletes_the_manifest(
+    source, dest_open, registries
+):
+    image = build_image([layer_bytes(10_000, 92)])
+    pusher = Pusher(dest_open.url)
+    for tag in ("latest", "1.0"):
+        pusher.image("app", tag, image)
+    pusher.close()
+
+    result = await delete_image(
+        "event",
+        destinations(registries, f"{dest_open.host}/app:latest@{image.digest}"),
+        source_holds=holds_in(registries, source, "app"),
+    )
+
+    assert result.ok, result
+    assert result.destinations[0].detail == f"deleted {image.digest}"
+    assert not skopeo.exists(f"{dest_open.host}/app:1.0")
+
+
+async def test_a_delete_the_source_no_longer_wants_right_before_it_leaves_the_destination(
+    dest_open, dest_basic, registries
+):
+    digest = seed(dest_open, dest_basic)
+
+    async def moved_on() -> str:
+        return "tag 1 exists again in ECR; not deleted"
+
+    result = await delete_image(
+        "event", destinations(registries, f"{dest_open.host}/app:1"), recheck=moved_on
+    )
+
+    assert result.destinations[0].status == "superseded"
+    assert result.destinations[0].detail == "tag 1 exists again in ECR; not deleted"
+    assert skopeo.manifest_digest(f"{dest_open.host}/app:1") == digest

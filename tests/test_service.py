@@ -239,6 +239,49 @@ def test_a_push_event_whose_tag_moved_on_in_ecr_is_superseded(regions, service):
     assert regions.present("moved:1") == (False, False)
 
 
+def test_deleting_one_tag_keeps_a_sibling_tag_that_ecr_still_holds(regions, service):
+    image = build_image([layer_bytes(10_000, 219)])
+    regions.push("web", "1.0", image)  # ECR untagged "latest"; "1.0" stays
+    for server, auth in ((regions.mel, None), (regions.syd, ("ns/mirror", TOKEN))):
+        pusher = Pusher(server.url, auth)
+        for tag in ("latest", "1.0"):
+            pusher.image("ns/web", tag, image)
+        pusher.close()
+
+    delete = ecr_event("web", "latest", action="DELETE", digest=image.digest)
+    job = service.wait_for_job(accepted(service.post(delete)))
+
+    assert {r["detail"] for r in job["destinations"].values()} == {"kept: shared with 1.0"}
+    assert regions.digests("web:1.0") == (image.digest, image.digest)
+
+
+def test_a_delete_naming_only_a_digest_ecr_still_holds_deletes_nothing(regions, service):
+    digest = regions.push("kept", "1", build_image([layer_bytes(10_000, 220)]))
+    service.wait_for_job(accepted(service.post(ecr_event("kept", "1", digest=digest))))
+
+    delete = ecr_event("kept", None, action="DELETE", digest=digest)
+    job = service.wait_for_job(accepted(service.post(delete)), "superseded")
+
+    assert job["last_error"] == f"image {digest} still exists in ECR; not deleted"
+    assert regions.digests("kept:1") == (digest, digest)
+
+
+def test_a_slow_copy_whose_tag_ecr_moved_on_meanwhile_writes_no_tag(regions, start_service):
+    old = regions.push("slow", "1", build_image([layer_bytes(3_000_000, 221)]))
+    slow = SlowProxy(regions.ecr.port, bytes_per_second=1_000_000).start()
+    try:
+        service = start_service(service_env(slow.host, regions.mel.host, regions.syd.host))
+        job_id = accepted(service.post(ecr_event("slow", "1", digest=old)))
+        service.wait_until(lambda: slow.forwarded > 500_000, 30, "the copy to be under way")
+        new = regions.push("slow", "1", build_image([layer_bytes(1_000, 222)]))
+        job = service.wait_for_job(job_id, "superseded", timeout=60)
+    finally:
+        slow.stop()
+
+    assert job["last_error"] == f"ECR's tag 1 now points at {new}, a newer push"
+    assert regions.present("slow:1") == (False, False)
+
+
 # -- durability and retries ------------------------------------------------------------
 
 

@@ -16,12 +16,13 @@ __all__ = ["BlobOutcome", "DestinationStatus", "TransferCounts"]
 
 
 class DestinationStatus(StrEnum):
-    """A destination's status; a finished copy is only ever succeeded or failed."""
+    """A destination's status; a finished copy is succeeded, failed, or superseded."""
 
     PENDING = "pending"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    SUPERSEDED = "superseded"  # the source moved on before the write: nothing was written
 
 
 class BlobOutcome(StrEnum):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from ecr_ocir_sync.engine.blobs import BlobCopier
-from ecr_ocir_sync.engine.destination import Destination, DestinationState
+from ecr_ocir_sync.engine.destination import Destination, DestinationState, Recheck
 from ecr_ocir_sync.engine.fanout import TransferSettings
 from ecr_ocir_sync.engine.locations import BlobLocations
 from ecr_ocir_sync.engine.progress import (
@@ -85,8 +85,10 @@ class _Copy:
         options: CopyOptions,
         progress: ProgressListener,
         locations: BlobLocations,
+        recheck: Recheck | None = None,
     ) -> None:
         self.source = source
+        self.recheck = recheck
         self.reference = reference
         self.options = options
         self.listener = progress
@@ -253,6 +255,12 @@ class _Copy:
                 await dest.client.put_manifest(repository, child.digest, child)
                 state.result.counts = state.result.counts.pushed()
         target = _target_reference(dest, self.reference)
+        # Minutes may have passed since the job checked the source: ask again, so a slow
+        # copy never puts an older image over a newer push that another worker mirrored.
+        moot = await self.recheck() if self.recheck is not None else None
+        if moot is not None:
+            state.result.supersede(moot)
+            return
         await dest.client.put_manifest(repository, target, image.root)
         state.result.counts = state.result.counts.pushed()
 
@@ -265,8 +273,12 @@ async def copy_image(
     options: CopyOptions | None = None,
     progress: ProgressListener = ignore_progress,
     locations: BlobLocations | None = None,
+    recheck: Recheck | None = None,
 ) -> CopyResult:
-    """Copy ``reference`` from ``source`` to every destination; never raises SyncError."""
+    """Copy ``reference`` from ``source`` to every destination; never raises SyncError.
+
+    ``recheck`` is asked right before each destination's tag is written; a reason
+    from it leaves that destination ``superseded``, its tag unwritten."""
     started = time.monotonic()
     copy = _Copy(
         source,
@@ -275,6 +287,7 @@ async def copy_image(
         options=options or CopyOptions(),
         progress=progress,
         locations=locations or BlobLocations(),
+        recheck=recheck,
     )
     result = await copy.run()
     elapsed = time.monotonic() - started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ecr_ocir_sync.engine.result import DestinationResult
@@ -11,7 +12,12 @@ from ecr_ocir_sync.oci.digest import Digest
 from ecr_ocir_sync.oci.reference import ImageReference
 from ecr_ocir_sync.registry.client import RegistryClient
 
-__all__ = ["Destination", "DestinationState"]
+__all__ = ["Destination", "DestinationState", "Recheck"]
+
+#: Asked right before a tag is written or deleted: why the source's current state makes
+#: the write moot (the tag moved on, or exists again), or None to go ahead.  May raise
+#: SyncError when the source cannot say; the destination then fails, retryably.
+Recheck = Callable[[], Awaitable[str | None]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -66,6 +67,7 @@ __all__ = [
     "ReferrersResult",
     "copy_referrers",
     "fallback_tag",
+    "is_referrer_tag",
 ]
 
 #: The tag suffixes cosign writes: signatures, attestations, attached SBOMs.
@@ -84,6 +86,15 @@ _COPY_CONCURRENCY = 4
 def fallback_tag(digest: Digest) -> str:
     """The tag schema's name for ``digest``: ``sha256:<hex>`` → ``sha256-<hex>``."""
     return digest.replace(":", "-", 1)
+
+
+_REFERRER_TAG = re.compile(r"sha256-[0-9a-f]{64}(?:\.(?:" + "|".join(COSIGN_SUFFIXES) + r"))?")
+
+
+def is_referrer_tag(tag: str) -> bool:
+    """Whether ``tag`` belongs to the tag schema (a fallback index or a cosign artifact):
+    such tags come along with their subject image; they are never images of their own."""
+    return _REFERRER_TAG.fullmatch(tag) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,12 @@ class DestinationResult:
     def ok(self) -> bool:
         return self.status is DestinationStatus.SUCCEEDED
 
+    def supersede(self, reason: str) -> None:
+        """The source no longer holds what this write would mirror: leave the destination."""
+        if self.ok:
+            self.status = DestinationStatus.SUPERSEDED
+            self.detail = reason
+
     def fail(self, error: Exception, *, retryable: bool) -> None:
         """Record the first failure; later ones are consequences of it."""
         if self.ok:

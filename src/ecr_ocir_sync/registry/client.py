@@ -42,6 +42,9 @@ _MAX_MANIFEST = 4 * 1024 * 1024  # the distribution registry's own limit
 # Answers to GET /v2/<name>/referrers/<digest> that mean "no referrers API here": the spec
 # says 404; older registries route the path nowhere (400, 405) or say they lack it (501).
 _NO_REFERRERS_API = frozenset({400, 404, 405, 501})
+# Answers to DELETE /v2/<name>/manifests/<tag> that mean "tags cannot be deleted here": the
+# OCI spec says 400 or 405; distribution 2.8 answers 400 DIGEST_INVALID.
+_NO_TAG_DELETE = frozenset({400, 405})
 _UPLOAD_RANGE = re.compile(r"(?:bytes=)?0-(\d+)")
 
 
@@ -240,6 +243,24 @@ class RegistryClient:
             raise_for_status(response, where, 200, 202)
 
         await with_retries(self.retry, attempt)
+
+    async def delete_tag(self, repository: str, tag: str) -> bool:
+        """Delete only ``tag`` (OCI distribution 1.1), leaving its manifest and other tags.
+
+        False when the registry cannot delete a tag alone (400 / 405, as the spec allows);
+        a tag that is already gone counts as deleted.
+        """
+        where = self._where(f"deleting tag {tag} from", repository)
+
+        async def attempt() -> bool:
+            url = self._url(f"/v2/{repository}/manifests/{tag}")
+            response = await self._request("DELETE", url, push_scope(repository), where)
+            if response.status_code in _NO_TAG_DELETE:
+                return False
+            raise_for_status(response, where, 200, 202, 404)
+            return True
+
+        return await with_retries(self.retry, attempt)
 
     async def list_tags(self, repository: str) -> list[str]:
         """Every tag of ``repository``, following ``Link`` pagination."""

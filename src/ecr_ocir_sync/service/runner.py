@@ -6,13 +6,14 @@ worked on, so a retry redoes only what is missing.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ecr_ocir_sync.cloud.ecr_auth import ecr_host
 from ecr_ocir_sync.cloud.ocir_repositories import OcirRepositories
 from ecr_ocir_sync.engine.copy import CopyOptions
-from ecr_ocir_sync.engine.delete import delete_image
+from ecr_ocir_sync.engine.delete import SourceHolds, delete_image
 from ecr_ocir_sync.engine.destination import Destination
 from ecr_ocir_sync.engine.locations import BlobLocations
 from ecr_ocir_sync.engine.mirror import mirror_image
@@ -103,30 +104,34 @@ class JobRunner:
             found[key] = Destination(self._registries.client(host), reference, key)
         return found
 
-    async def _overtaken(self, job: Job) -> str | None:
-        """Why ECR's current state makes this job moot, if it does.
+    async def _ecr_state(self, job: Job) -> str | None:
+        """Why ECR's current state makes this job moot, if it does; raises SyncError.
 
         Checked at the source itself, so events handled by different pods (each
         with its own store) still cannot undo a newer state: a PUSH runs only
         while ECR's tag still points at its digest, a DELETE only while the
-        tag is still gone from ECR.
+        tag (or, without a tag, the digest) is gone from ECR.
         """
-        if job.tag is None:
+        reference = job.tag or job.digest
+        if reference is None:
             return None
-        source = self.source_reference(job)
-        client = self._registries.client(source.registry)
+        client = self._registries.client(self.source_reference(job).registry)
+        return _moot(job, await client.manifest_digest(job.repository, reference))
+
+    async def _overtaken(self, job: Job) -> str | None:
         try:
-            current = await client.manifest_digest(job.repository, job.tag)
+            return await self._ecr_state(job)
         except SyncError:
             return None  # ECR unreachable: the attempt itself will say so
-        if job.action is Action.PUSH and job.digest is not None:
-            if current is None:
-                return f"tag {job.tag} no longer exists in ECR"
-            if current != job.digest:
-                return f"ECR's tag {job.tag} now points at {current}, a newer push"
-        if job.action is Action.DELETE and current is not None:
-            return f"tag {job.tag} exists again in ECR (at {current}); not deleted"
-        return None
+
+    def _ecr_holds(self, job: Job) -> SourceHolds:
+        """Whether ECR still holds a tag at a digest: siblings of a deleted tag."""
+        client = self._registries.client(self.source_reference(job).registry)
+
+        async def holds(tag: str, digest: Digest) -> bool:
+            return await client.manifest_digest(job.repository, tag) == digest
+
+        return holds
 
     async def run(
         self, job: Job, on_progress: Callable[[dict[str, DestinationRecord]], None]
@@ -157,7 +162,12 @@ class JobRunner:
             )
         targets = self._destinations(job, todo, pin_digest=deleting)
         if deleting:
-            result = await delete_image(str(self.source_reference(job)), list(targets.values()))
+            result = await delete_image(
+                str(self.source_reference(job)),
+                list(targets.values()),
+                source_holds=self._ecr_holds(job),
+                recheck=functools.partial(self._ecr_state, job),
+            )
         else:
             result = await self._push(job, records, targets, on_progress)
         return self._merge(records, result)
@@ -197,6 +207,7 @@ class JobRunner:
             options=self._options,
             progress=live,
             locations=self._locations,
+            recheck=functools.partial(self._ecr_state, job),
         )
         for key, error in not_ready.items():
             failed = DestinationResult(key)
@@ -209,12 +220,30 @@ class JobRunner:
         for outcome in result.destinations:
             key = outcome.destination  # the region key the destination was built with
             attempt.destinations[key] = _record(outcome)
+            if outcome.status is DestinationStatus.SUPERSEDED:
+                attempt.superseded = outcome.detail
             if outcome.retry_after is not None:
                 attempt.retry_after = max(attempt.retry_after or 0.0, outcome.retry_after)
             self._metrics.destination_duration.labels(key, outcome.status.value).observe(
                 outcome.seconds
             )
         return attempt
+
+
+def _moot(job: Job, current: Digest | None) -> str | None:
+    """Why ``job`` has no effect now that ECR's tag (or digest) resolves to ``current``."""
+    if job.tag is None:
+        if job.action is Action.DELETE and current is not None:
+            return f"image {job.digest} still exists in ECR; not deleted"
+        return None
+    if job.action is Action.PUSH and job.digest is not None:
+        if current is None:
+            return f"tag {job.tag} no longer exists in ECR"
+        if current != job.digest:
+            return f"ECR's tag {job.tag} now points at {current}, a newer push"
+    if job.action is Action.DELETE and current is not None:
+        return f"tag {job.tag} exists again in ECR (at {current}); not deleted"
+    return None
 
 
 def _record(outcome: DestinationResult) -> DestinationRecord:
