@@ -9,7 +9,17 @@ contract against each):
 - per image key the newest event wins: at most one job per key runs at a
   time, and a job a newer event has overtaken ends ``superseded`` instead of
   running;
-- a lease expires unless renewed, so a job whose process died runs again.
+- an event time more than the allowed skew ahead of the store's clock counts
+  as dated that skew before it arrived; a reconciliation repair is never
+  superseded by an event;
+- an attempt is counted when its job is leased; a lease expires unless
+  renewed, and only its owner can record or finish the attempt
+  (``LeaseLostError`` otherwise), so a job never completes twice;
+- an attempt that never ended (its lease ran out, or ``recover`` found it)
+  sends the job back to pending after ``AttemptLimits.backoff``, or to
+  ``failed`` once it has had ``AttemptLimits.max_attempts``;
+- pruning removes finished jobs past the retention, with the event order only
+  they kept and old reconciliation passes (the latest stays).
 
 SQLite (``<SYNC_DATA_DIR>/jobs.sqlite3``) serves one process. PostgreSQL
 (``SYNC_DATABASE_URL``) serves a fleet: the same rules hold across every
@@ -26,7 +36,13 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
-from ecr_ocir_sync.jobs.model import DestinationRecord, Job, JobState, SubmitResult
+from ecr_ocir_sync.jobs.model import (
+    AttemptLimits,
+    DestinationRecord,
+    Job,
+    JobState,
+    SubmitResult,
+)
 from ecr_ocir_sync.jobs.request import SyncRequest
 
 __all__ = ["Store", "open_store", "store_for"]
@@ -38,6 +54,11 @@ class Store(Protocol):
     @property
     def location(self) -> str:
         """Where the jobs are, for messages (a file, or a database without its password)."""
+        ...
+
+    @property
+    def healthy(self) -> bool:
+        """False once the store can take no more work (stopped, or SQLite's thread died)."""
         ...
 
     async def start(self) -> None: ...
@@ -100,23 +121,27 @@ class Store(Protocol):
     async def ping(self) -> None: ...
 
 
-def store_for(data_dir: Path, database_url: SecretStr | str | None) -> Store:
+def store_for(
+    data_dir: Path, database_url: SecretStr | str | None, *, limits: AttemptLimits | None = None
+) -> Store:
     """PostgreSQL when ``database_url`` is set, else SQLite in ``data_dir``."""
     if isinstance(database_url, SecretStr):
         database_url = database_url.get_secret_value()
     if database_url:
         from ecr_ocir_sync.jobs.postgres import PostgresJobStore  # noqa: PLC0415 - optional
 
-        return PostgresJobStore(database_url)
+        return PostgresJobStore(database_url, limits=limits)
     from ecr_ocir_sync.jobs.store import JobStore  # noqa: PLC0415
 
-    return JobStore(data_dir)
+    return JobStore(data_dir, limits=limits)
 
 
 @asynccontextmanager
-async def open_store(data_dir: Path, database_url: SecretStr | str | None) -> AsyncIterator[Store]:
+async def open_store(
+    data_dir: Path, database_url: SecretStr | str | None, *, limits: AttemptLimits | None = None
+) -> AsyncIterator[Store]:
     """A started store, stopped on exit (for the CLI's one-off commands)."""
-    store = store_for(data_dir, database_url)
+    store = store_for(data_dir, database_url, limits=limits)
     await store.start()
     try:
         yield store

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from ecr_ocir_sync.jobs.request import Action
+from ecr_ocir_sync.jobs.request import Action, Origin
 from ecr_ocir_sync.outcome import DestinationStatus, TransferCounts
 
 __all__ = [
     "MAX_TEXT",
     "PRIVATE_FIELDS",
+    "SUPERSEDED_REASON",
+    "AttemptLimits",
+    "BacklogFullError",
     "DestinationRecord",
     "Job",
+    "JobNotFoundError",
     "JobState",
+    "JobStateError",
+    "LeaseLostError",
     "SubmitResult",
     "bounded",
 ]
@@ -88,6 +95,7 @@ class Job:
     lease_owner: str | None = None
     lease_expires: float | None = None
     destinations: dict[str, DestinationRecord] = field(default_factory=dict)
+    origin: Origin = Origin.EVENT
 
     def to_json(self) -> dict[str, Any]:
         """The job as the API and ``jobs show`` present it: all but PRIVATE_FIELDS."""
@@ -115,6 +123,38 @@ def destinations_from_text(text: str) -> dict[str, DestinationRecord]:
         key: DestinationRecord(**{**value, "status": DestinationStatus(value["status"])})
         for key, value in json.loads(text or "{}").items()
     }
+
+
+SUPERSEDED_REASON = "a newer event for this tag was accepted; this one has no effect"
+
+
+def _no_backoff(_attempts: int) -> float:
+    return 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptLimits:
+    """How many attempts a job gets, counted when it is leased, and how long a job waits
+    after an attempt that never ended (its process died, or its lease ran out)."""
+
+    max_attempts: int = 10
+    backoff: Callable[[int], float] = _no_backoff  # attempts so far → seconds to wait
+
+
+class JobNotFoundError(LookupError):
+    """No job has that id."""
+
+
+class JobStateError(ValueError):
+    """The job is not in a state that allows the operation."""
+
+
+class BacklogFullError(RuntimeError):
+    """``max_pending`` jobs wait or run already: the event must be sent again later."""
+
+
+class LeaseLostError(RuntimeError):
+    """The job is no longer leased by this owner: another worker (or pod) runs it now."""
 
 
 @dataclass(frozen=True, slots=True)

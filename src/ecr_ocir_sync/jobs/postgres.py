@@ -11,9 +11,10 @@ from the database:
   never stalls a worker;
 - a partial unique index allows one ``running`` job per image key: the
   promise "never two copies of one tag at once" is the database's to keep;
-- a dead process holds nothing: its leases expire and any process takes the
-  jobs over; its reconciliation lock (a session lock) goes with its
-  connection.
+- a dead process holds nothing: its leases expire and the next ``lease`` by
+  any process sends the jobs back (after the job backoff, or to ``failed``
+  once out of attempts, as SQLite's ``recover`` does at start-up); its
+  reconciliation lock (a session lock) goes with its connection.
 
 Function by function this module mirrors ``store.py``; the contract tests
 run against both.
@@ -33,10 +34,14 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from ecr_ocir_sync.jobs.model import (
+    AttemptLimits,
     DestinationRecord,
     Job,
     JobState,
+    JobStateError,
+    LeaseLostError,
     SubmitResult,
+    bounded,
     destinations_to_text,
 )
 from ecr_ocir_sync.jobs.postgres_rules import (
@@ -44,13 +49,14 @@ from ecr_ocir_sync.jobs.postgres_rules import (
     fetch,
     job_from_row,
     lease_candidate,
+    prune,
     submit,
     take,
     try_lock_image,
 )
 from ecr_ocir_sync.jobs.postgres_schema import SCHEMA_LOCK, migrate
 from ecr_ocir_sync.jobs.request import SyncRequest
-from ecr_ocir_sync.jobs.store import JobStateError
+from ecr_ocir_sync.jobs.store import DEFAULT_MAX_SKEW
 
 __all__ = ["PostgresJobStore"]
 
@@ -74,10 +80,18 @@ class PostgresJobStore:
     """Durable jobs in a PostgreSQL database shared by every serving process."""
 
     def __init__(
-        self, url: str, *, clock: Callable[[], float] = time.time, max_connections: int = 10
+        self,
+        url: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        limits: AttemptLimits | None = None,
+        max_skew_seconds: float = DEFAULT_MAX_SKEW,
+        max_connections: int = 10,
     ) -> None:
         self.url = url
         self._clock = clock
+        self._limits = limits or AttemptLimits()
+        self._max_skew = max_skew_seconds
         self._pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             url,
             connection_class=AsyncConnection[DictRow],
@@ -87,6 +101,11 @@ class PostgresJobStore:
             open=False,
             name="job-store",
         )
+
+    @property
+    def healthy(self) -> bool:
+        """False until started and once stopped; the database's own health is ``ping``'s."""
+        return not self._pool.closed
 
     @property
     def location(self) -> str:
@@ -109,7 +128,9 @@ class PostgresJobStore:
 
     async def submit(self, request: SyncRequest, max_pending: int | None = None) -> SubmitResult:
         now = self._clock()
-        return await self._run(lambda connection: submit(connection, request, now, max_pending))
+        return await self._run(
+            lambda connection: submit(connection, request, now, self._max_skew, max_pending)
+        )
 
     # -- workers --------------------------------------------------------------
 
@@ -129,7 +150,13 @@ class PostgresJobStore:
                         return None
                     continue
                 job = await take(
-                    connection, row["seq"], owner, now, now + lease_seconds, clock=self._clock
+                    connection,
+                    row["seq"],
+                    owner,
+                    now,
+                    now + lease_seconds,
+                    clock=self._clock,
+                    limits=self._limits,
                 )
                 if job is not None:
                     return job
@@ -179,15 +206,15 @@ class PostgresJobStore:
         text = destinations_to_text(destinations)
 
         async def work(connection: Connection) -> Job:
-            await connection.execute(
+            cursor = await connection.execute(
                 """UPDATE jobs SET state = %s, destinations = %s, last_error = %s, updated = %s,
                        not_before = COALESCE(%s, not_before), finished = %s,
                        lease_owner = NULL, lease_expires = NULL
-                   WHERE id = %s AND lease_owner = %s""",
+                   WHERE id = %s AND lease_owner = %s AND state = 'running'""",
                 (
                     state.value,
                     text,
-                    error,
+                    bounded(error),
                     now,
                     retry_at,
                     now if state.finished else None,
@@ -195,6 +222,8 @@ class PostgresJobStore:
                     owner,
                 ),
             )
+            if cursor.rowcount != 1:
+                raise LeaseLostError(f"job {job_id} is no longer leased by {owner}")
             return await fetch(connection, job_id)
 
         return await self._run(work)
@@ -202,8 +231,9 @@ class PostgresJobStore:
     async def recover(self) -> int:
         """Nothing to do at start-up: other processes may be running their jobs right now.
 
-        A dead process's jobs are taken over by any process once their
-        leases expire (``SYNC_LEASE_SECONDS``).
+        A dead process's jobs are sent back by any process's ``lease`` once their
+        leases expire (``SYNC_LEASE_SECONDS``), with the same attempt limit and
+        backoff SQLite's ``recover`` applies.
         """
         return 0
 
@@ -250,15 +280,9 @@ class PostgresJobStore:
         return await self._run(work)
 
     async def prune(self, older_than_seconds: float) -> int:
-        cutoff = self._clock() - older_than_seconds
-
-        async def work(connection: Connection) -> int:
-            cursor = await connection.execute(
-                "DELETE FROM jobs WHERE finished IS NOT NULL AND finished < %s", (cutoff,)
-            )
-            return cursor.rowcount
-
-        return await self._run(work)
+        now = self._clock()
+        cutoff = now - older_than_seconds
+        return await self._run(lambda connection: prune(connection, cutoff, now, self._max_skew))
 
     async def counts(self) -> dict[JobState, int]:
         async def work(connection: Connection) -> dict[JobState, int]:

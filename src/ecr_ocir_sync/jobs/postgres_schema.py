@@ -68,6 +68,10 @@ MIGRATIONS: tuple[LiteralString, ...] = (
         summary TEXT
     );
     """,
+    # 2: where a job's request came from; a reconciliation repair is outside event order.
+    """
+    ALTER TABLE jobs ADD COLUMN origin TEXT NOT NULL DEFAULT 'event';
+    """,
 )
 
 

@@ -7,12 +7,21 @@ from enum import StrEnum
 
 from ecr_ocir_sync.oci.digest import Digest
 
-__all__ = ["Action", "SyncRequest"]
+__all__ = ["Action", "Origin", "SyncRequest"]
 
 
 class Action(StrEnum):
     PUSH = "PUSH"
     DELETE = "DELETE"
+
+
+class Origin(StrEnum):
+    """Where a job's request came from, which decides whether event order applies to it."""
+
+    EVENT = "event"  # an ECR event: the newest event per tag wins
+    # A reconciliation repair, built from ECR's current listing: no event supersedes it
+    # (its run checks ECR's state again, which is what decides).
+    RECONCILE = "reconcile"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +36,7 @@ class SyncRequest:
     digest: Digest | None
     event_time: float | None  # seconds since the epoch, when the event says
     event_id: str | None
+    origin: Origin = Origin.EVENT
 
     @property
     def image_key(self) -> str:

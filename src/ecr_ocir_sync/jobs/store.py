@@ -1,6 +1,6 @@
 """The SQLite job store: submit, lease, renew, finish, retry, prune.
 
-Rules it keeps:
+The contract every backend keeps (tests/test_job_store.py runs it per backend):
 
 - a job is committed before ``submit`` returns (the API answers 202 only then);
 - an event for an image whose job of the same action is still pending is
@@ -9,7 +9,18 @@ Rules it keeps:
   most one job per key runs at a time, and a job that a newer event has
   overtaken ends ``superseded`` instead of running — so a stale DELETE never
   removes a newer push and an older PUSH never overwrites a newer one;
-- a lease expires unless renewed, so a job whose process died runs again.
+- an event time more than ``max_skew_seconds`` ahead of the store's clock
+  counts as that far ahead; a reconciliation repair is never superseded by an
+  event;
+- an attempt is counted when its job is leased; a lease expires unless its
+  owner renews it, and only the owner can record or finish the attempt
+  (``LeaseLostError`` otherwise), so a job never completes twice;
+- an attempt that never ended (the process died, the lease ran out) sends its
+  job back to pending after ``limits.backoff``, or to ``failed`` once it has
+  had ``limits.max_attempts``, so a job that kills its process cannot
+  crash-loop the service or hold up the queue;
+- pruning removes finished jobs past the retention, with their event order
+  and old reconciliation passes.
 """
 
 from __future__ import annotations
@@ -17,33 +28,42 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from ecr_ocir_sync.jobs import ordering
 from ecr_ocir_sync.jobs.database import Database
 from ecr_ocir_sync.jobs.model import (
+    SUPERSEDED_REASON,
+    AttemptLimits,
+    BacklogFullError,
     DestinationRecord,
     Job,
+    JobNotFoundError,
     JobState,
+    JobStateError,
+    LeaseLostError,
     SubmitResult,
     bounded,
-    destinations_from_text,
     destinations_to_text,
 )
-from ecr_ocir_sync.jobs.request import Action, SyncRequest
+from ecr_ocir_sync.jobs.ordering import fetch as _fetch
+from ecr_ocir_sync.jobs.ordering import row_job as _job
+from ecr_ocir_sync.jobs.request import SyncRequest
 
 __all__ = [
+    "DEFAULT_MAX_SKEW",
     "SUPERSEDED_REASON",
     "BacklogFullError",
     "JobNotFoundError",
     "JobStateError",
     "JobStore",
+    "LeaseLostError",
 ]
 
-SUPERSEDED_REASON = "a newer event for this tag was accepted; this one has no effect"
+DEFAULT_MAX_SKEW = 300.0  # seconds an event may be dated ahead of the store's clock
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -68,7 +88,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     last_error TEXT,
     lease_owner TEXT,
     lease_expires REAL,
-    destinations TEXT NOT NULL DEFAULT '{}'
+    destinations TEXT NOT NULL DEFAULT '{}',
+    origin TEXT NOT NULL DEFAULT 'event'
 );
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (state, not_before, seq);
 CREATE INDEX IF NOT EXISTS jobs_image ON jobs (image_key, state);
@@ -92,41 +113,28 @@ CREATE TABLE IF NOT EXISTS reconcile_passes (
 """
 
 
-class JobNotFoundError(LookupError):
-    """No job has that id."""
-
-
-class JobStateError(ValueError):
-    """The job is not in a state that allows the operation."""
-
-
-class BacklogFullError(RuntimeError):
-    """``max_pending`` jobs wait or run already: the event must be sent again later."""
-
-
-def _job(row: sqlite3.Row) -> Job:
-    values = dict(row)
-    values["state"] = JobState(values["state"])
-    values["action"] = Action(values["action"])
-    values["destinations"] = destinations_from_text(values["destinations"])
-    return Job(**values)
-
-
-def _fetch(connection: sqlite3.Connection, job_id: str) -> Job:
-    row = connection.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    if row is None:
-        raise JobNotFoundError(job_id)
-    return _job(row)
-
-
 class JobStore:
     """Durable jobs in ``<data_dir>/jobs.sqlite3``."""
 
-    def __init__(self, data_dir: Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        limits: AttemptLimits | None = None,
+        max_skew_seconds: float = DEFAULT_MAX_SKEW,
+    ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.path = data_dir / "jobs.sqlite3"
         self._clock = clock
-        self._db = Database(self.path, _SCHEMA)
+        self._limits = limits or AttemptLimits()
+        self._max_skew = max_skew_seconds
+        self._db = Database(self.path, _SCHEMA, prepare=ordering.migrate)
+
+    @property
+    def healthy(self) -> bool:
+        """False once the store can take no more work (closed, or its thread died)."""
+        return self._db.healthy
 
     @property
     def location(self) -> str:
@@ -156,42 +164,48 @@ class JobStore:
         now = self._clock()
 
         def work(connection: sqlite3.Connection) -> SubmitResult:
-            return _submit(connection, request, now, max_pending)
+            return ordering.submit(connection, request, now, self._max_skew, max_pending)
 
         return await self._db.call(work)
 
     # -- workers --------------------------------------------------------------
 
     async def lease(self, owner: str, lease_seconds: float) -> Job | None:
-        """Take the next runnable job; overtaken jobs found on the way end superseded."""
+        """Take the next runnable job for ``owner`` (one worker) and count the attempt.
+
+        On the way, jobs whose lease ran out are sent back (see ``abandon``), jobs a
+        newer event overtook end superseded, and jobs out of attempts end failed.
+        """
         now = self._clock()
+        limits = self._limits
 
         def work(connection: sqlite3.Connection) -> Job | None:
             while True:
                 # Two narrow queries instead of one OR: each walks an index in order and
                 # stops at its first row, whatever the queue's length.
-                row = (
-                    connection.execute(
-                        """SELECT * FROM jobs WHERE state = 'running' AND lease_expires <= ?
+                expired = connection.execute(
+                    """SELECT * FROM jobs WHERE state = 'running' AND lease_expires <= ?
                        ORDER BY seq LIMIT 1""",
-                        (now,),
-                    ).fetchone()
-                    or connection.execute(
-                        """SELECT * FROM jobs INDEXED BY jobs_ready
+                    (now,),
+                ).fetchone()
+                if expired is not None:
+                    ordering.abandon(connection, expired, limits, now)
+                    continue
+                row = connection.execute(
+                    """SELECT * FROM jobs INDEXED BY jobs_ready
                        WHERE state = 'pending' AND not_before <= :now
                          AND image_key NOT IN (SELECT image_key FROM jobs
                                                WHERE state = 'running' AND lease_expires > :now)
                        ORDER BY not_before, seq LIMIT 1""",
-                        {"now": now},
-                    ).fetchone()
-                )
+                    {"now": now},
+                ).fetchone()
                 if row is None:
                     return None
-                latest = connection.execute(
-                    "SELECT seq FROM image_events WHERE image_key = ?", (row["image_key"],)
-                ).fetchone()
-                if latest is not None and latest["seq"] != row["seq"]:
-                    _supersede(connection, row["seq"], now)
+                if row["origin"] != "reconcile" and _overtaken(connection, row):
+                    ordering.supersede(connection, row["seq"], now)
+                    continue
+                if row["attempts"] >= limits.max_attempts:
+                    ordering.out_of_attempts(connection, row["seq"], row["attempts"], now)
                     continue
                 connection.execute(
                     """UPDATE jobs SET state = 'running', lease_owner = ?, lease_expires = ?,
@@ -243,16 +257,19 @@ class JobStore:
         error: str | None = None,
         retry_at: float | None = None,
     ) -> Job:
-        """End an attempt: a final state, or back to pending until ``retry_at``."""
+        """End an attempt: a final state, or back to pending until ``retry_at``.
+
+        Raises LeaseLostError when ``owner`` no longer holds the lease: the job is
+        another worker's now, and this attempt's outcome counts for nothing."""
         now = self._clock()
         text = destinations_to_text(destinations)
 
         def work(connection: sqlite3.Connection) -> Job:
-            connection.execute(
+            cursor = connection.execute(
                 """UPDATE jobs SET state = ?, destinations = ?, last_error = ?, updated = ?,
                        not_before = COALESCE(?, not_before), finished = ?,
                        lease_owner = NULL, lease_expires = NULL
-                   WHERE id = ? AND lease_owner = ?""",
+                   WHERE id = ? AND lease_owner = ? AND state = 'running'""",
                 (
                     state.value,
                     text,
@@ -264,20 +281,23 @@ class JobStore:
                     owner,
                 ),
             )
+            if cursor.rowcount != 1:
+                raise LeaseLostError(f"job {job_id} is no longer leased by {owner}")
             return _fetch(connection, job_id)
 
         return await self._db.call(work)
 
     async def recover(self) -> int:
-        """At start-up: jobs left running by a dead process of this pod run again now."""
+        """At start-up: jobs left running by a dead process of this pod go back to pending
+        after a backoff, or end failed when out of attempts (see ``abandon``)."""
         now = self._clock()
+        limits = self._limits
 
         def work(connection: sqlite3.Connection) -> int:
-            return connection.execute(
-                """UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_expires = NULL,
-                   not_before = ?, updated = ? WHERE state = 'running'""",
-                (now, now),
-            ).rowcount
+            rows = connection.execute("SELECT * FROM jobs WHERE state = 'running'").fetchall()
+            for row in rows:
+                ordering.abandon(connection, row, limits, now)
+            return len(rows)
 
         return await self._db.call(work)
 
@@ -325,13 +345,13 @@ class JobStore:
         return await self._db.call(work)
 
     async def prune(self, older_than_seconds: float) -> int:
-        """Delete finished jobs that ended more than ``older_than_seconds`` ago."""
-        cutoff = self._clock() - older_than_seconds
+        """Delete finished jobs that ended more than ``older_than_seconds`` ago, the event
+        order only they kept, and reconciliation passes as old (the latest one stays)."""
+        now = self._clock()
+        cutoff = now - older_than_seconds
 
         def work(connection: sqlite3.Connection) -> int:
-            return connection.execute(
-                "DELETE FROM jobs WHERE finished IS NOT NULL AND finished < ?", (cutoff,)
-            ).rowcount
+            return ordering.prune(connection, cutoff, now, self._max_skew)
 
         return await self._db.call(work)
 
@@ -428,89 +448,9 @@ class JobStore:
         await self._db.call(work)
 
 
-def _supersede(connection: sqlite3.Connection, seq: int, now: float) -> None:
-    connection.execute(
-        """UPDATE jobs SET state = 'superseded', finished = ?, updated = ?,
-           lease_owner = NULL, lease_expires = NULL, last_error = ?
-           WHERE seq = ?""",
-        (now, now, SUPERSEDED_REASON, seq),
-    )
-
-
-def _backlog(connection: sqlite3.Connection) -> int:
-    row = connection.execute(
-        "SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running')"
-    ).fetchone()
-    return int(row[0])
-
-
-def _submit(
-    connection: sqlite3.Connection, request: SyncRequest, now: float, max_pending: int | None
-) -> SubmitResult:
-    event_time = request.event_time if request.event_time is not None else now
-    key = request.image_key
+def _overtaken(connection: sqlite3.Connection, row: sqlite3.Row) -> bool:
+    """Whether a newer event for the row's image key has been accepted since."""
     latest = connection.execute(
-        "SELECT event_time, seq FROM image_events WHERE image_key = ?", (key,)
+        "SELECT seq FROM image_events WHERE image_key = ?", (row["image_key"],)
     ).fetchone()
-    is_newest = latest is None or event_time >= latest["event_time"]
-    pending = connection.execute(
-        """SELECT * FROM jobs WHERE image_key = ? AND action = ? AND state = 'pending'
-           ORDER BY seq DESC LIMIT 1""",
-        (key, request.action.value),
-    ).fetchone()
-    if pending is not None:
-        if is_newest:
-            connection.execute(
-                """UPDATE jobs SET event_time = MAX(event_time, ?), digest = COALESCE(?, digest),
-                   event_id = COALESCE(?, event_id), updated = ? WHERE seq = ?""",
-                (event_time, request.digest, request.event_id, now, pending["seq"]),
-            )
-            _mark_newest(connection, key, max(event_time, pending["event_time"]), pending["seq"])
-        return SubmitResult(_fetch(connection, pending["id"]), coalesced=True)
-    if max_pending is not None and _backlog(connection) >= max_pending:
-        raise BacklogFullError(f"{max_pending} jobs are pending or running (SYNC_MAX_PENDING_JOBS)")
-    values: dict[str, Any] = {
-        "id": uuid.uuid4().hex,
-        "action": request.action.value,
-        "account": request.account,
-        "region": request.region,
-        "repository": request.repository,
-        "tag": request.tag,
-        "digest": request.digest,
-        "image_key": key,
-        "event_time": event_time,
-        "event_id": request.event_id,
-        "state": JobState.PENDING.value,
-        "not_before": now,
-        "created": now,
-        "updated": now,
-    }
-    cursor = connection.execute(
-        f"INSERT INTO jobs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",  # noqa: S608 - column names are ours
-        tuple(values.values()),
-    )
-    seq = int(cursor.lastrowid or 0)
-    if is_newest:
-        _mark_newest(connection, key, event_time, seq)
-        # Built from what was just written: re-reading the row would only cost time.
-        job = Job(
-            **{
-                **values,
-                "seq": seq,
-                "attempts": 0,
-                "action": request.action,
-                "state": JobState.PENDING,
-            }
-        )
-        return SubmitResult(job, coalesced=False)
-    _supersede(connection, seq, now)
-    return SubmitResult(_fetch(connection, values["id"]), coalesced=False)
-
-
-def _mark_newest(connection: sqlite3.Connection, key: str, event_time: float, seq: int) -> None:
-    connection.execute(
-        """INSERT INTO image_events (image_key, event_time, seq) VALUES (?, ?, ?)
-           ON CONFLICT (image_key) DO UPDATE SET event_time = excluded.event_time,
-           seq = excluded.seq""",
-        (key, event_time, seq),
-    )
+    return latest is not None and latest["seq"] != row["seq"]

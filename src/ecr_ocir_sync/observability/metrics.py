@@ -124,10 +124,18 @@ class Metrics:
             f"{_PREFIX}_workers_configured", "Worker loops configured (SYNC_WORKERS)", registry=r
         )
         self.workers_alive = Gauge(
-            f"{_PREFIX}_workers_alive", "Worker loops running in this process", registry=r
+            f"{_PREFIX}_workers_alive",
+            "Worker loops of this process running now (not waiting out a restart backoff)",
+            registry=r,
         )
         self.in_flight = Gauge(
             f"{_PREFIX}_jobs_in_flight", "Jobs being worked on by this process", registry=r
+        )
+        self.task_restarts = Counter(
+            f"{_PREFIX}_task_restarts_total",
+            "Long-lived tasks that failed (logged with a traceback) and were started again",
+            ["task"],  # worker | reconcile
+            registry=r,
         )
         self.last_success = Gauge(
             f"{_PREFIX}_destination_last_success_timestamp_seconds",

@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ecr_ocir_sync.cloud.ecr_api import EcrCatalog
 from ecr_ocir_sync.errors import SyncError
@@ -27,6 +28,9 @@ from ecr_ocir_sync.registry.pool import Registries
 from ecr_ocir_sync.rules.patterns import EVERY_REPOSITORY, Glob
 from ecr_ocir_sync.rules.placer import Placer
 from ecr_ocir_sync.settings import Settings
+
+if TYPE_CHECKING:
+    from ecr_ocir_sync.service.supervisor import Supervisor
 
 __all__ = ["ReconcileLoop", "apply_plans", "plan_all"]
 
@@ -70,6 +74,7 @@ class ReconcileLoop:
         *,
         metrics: Metrics,
         wake_workers: Callable[[], None],
+        supervisor: Supervisor,
     ) -> None:
         self._settings = settings
         self._registries = registries
@@ -77,6 +82,7 @@ class ReconcileLoop:
         self._store = store
         self._metrics = metrics
         self._wake = wake_workers
+        self._supervisor = supervisor
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -86,7 +92,9 @@ class ReconcileLoop:
             self._metrics.reconcile_interval.set(0)
             return
         self._metrics.reconcile_interval.set(settings.reconcile_interval_seconds)
-        self._task = asyncio.create_task(self._run(), name="reconcile")
+        # Supervised: an error that is not a SyncError is logged, counted, and the
+        # loop goes on after a backoff (the unfinished pass runs again at once).
+        self._task = self._supervisor.start("reconcile", "reconcile", self._run)
 
     async def stop(self) -> None:
         if self._task is not None:

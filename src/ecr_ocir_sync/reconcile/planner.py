@@ -18,7 +18,7 @@ from typing import Any
 
 from ecr_ocir_sync.cloud.ecr_api import EcrCatalog, EcrImage
 from ecr_ocir_sync.errors import NotFoundError, SyncError
-from ecr_ocir_sync.jobs.request import Action, SyncRequest
+from ecr_ocir_sync.jobs.request import Action, Origin, SyncRequest
 from ecr_ocir_sync.oci.digest import Digest
 from ecr_ocir_sync.registry.pool import Registries
 from ecr_ocir_sync.rules.patterns import EVERY_REPOSITORY, Glob
@@ -79,7 +79,17 @@ class ReconcilePlan:
                     (repository.repository, drift.tag, Action.DELETE), drift.destination_digest
                 )
         return [
-            SyncRequest(action, self.account, self.region, name, tag, digest, self.listed_at, None)
+            SyncRequest(
+                action,
+                self.account,
+                self.region,
+                name,
+                tag,
+                digest,
+                self.listed_at,
+                None,
+                Origin.RECONCILE,  # built from ECR's listing: no event supersedes it
+            )
             for (name, tag, action), digest in wanted.items()
         ]
 

@@ -289,7 +289,11 @@ RETRY_ANSWERS: dict[int | str, dict[str, Any]] = {
 
 READY_ANSWERS: dict[int | str, dict[str, Any]] = {
     200: {"model": Status, "description": "ready"},
-    503: {"model": Status, "description": "draining, or the job store cannot commit"},
+    503: {
+        "model": Status,
+        "description": "draining, fewer workers running than configured, or the job store "
+        "cannot commit",
+    },
 }
 
 METRICS_ANSWERS: dict[int | str, dict[str, Any]] = {

@@ -29,13 +29,19 @@ def ops_router(service: Service) -> APIRouter:
 
     @router.get(
         "/readyz",
-        summary="Readiness: the store commits (checked at most once a second), not draining",
+        summary="Readiness: every worker runs, the store commits (checked at most once a "
+        "second), not draining",
         responses=READY_ANSWERS,
     )
     async def readyz() -> JSONResponse:
         if service.draining:
             return JSONResponse({"status": "draining"}, 503)
-        if not await service.readiness.ready():
+        alive, wanted = service.workers.alive, service.settings.workers
+        if alive < wanted:
+            return JSONResponse(
+                {"status": f"only {alive} of {wanted} workers are running (see the logs)"}, 503
+            )
+        if not service.store.healthy or not await service.readiness.ready():
             return JSONResponse({"status": NOT_WRITABLE}, 503)
         return JSONResponse({"status": "ready"})
 

@@ -16,21 +16,29 @@ from ecr_ocir_sync.cloud.ocir_usage import OcirUsage
 from ecr_ocir_sync.engine.spool import Spool
 from ecr_ocir_sync.errors import ConfigError
 from ecr_ocir_sync.jobs.backend import store_for
+from ecr_ocir_sync.jobs.model import AttemptLimits
 from ecr_ocir_sync.observability.metrics import Metrics
 from ecr_ocir_sync.reconcile.loop import ReconcileLoop
 from ecr_ocir_sync.registry.pool import ConnectionLimits, Registries
-from ecr_ocir_sync.registry.retry import RetryPolicy
+from ecr_ocir_sync.registry.retry import RetryPolicy, backoff_delay
 from ecr_ocir_sync.rules.loader import load_rules
 from ecr_ocir_sync.rules.placer import RulesPlacer
 from ecr_ocir_sync.service.intake import classify
 from ecr_ocir_sync.service.readiness import Readiness
 from ecr_ocir_sync.service.runner import JobRunner
 from ecr_ocir_sync.service.sqs import SqsIntake, SqsSettings
+from ecr_ocir_sync.service.supervisor import Supervisor
 from ecr_ocir_sync.service.usage import UsageLoop
-from ecr_ocir_sync.service.workers import WorkerPool
+from ecr_ocir_sync.service.workers import WorkerPool, restart_delay
 from ecr_ocir_sync.settings import SERVICE_HEADER, Settings
 
-__all__ = ["Service", "build_placer", "build_registries", "repository_settings"]
+__all__ = [
+    "Service",
+    "attempt_limits",
+    "build_placer",
+    "build_registries",
+    "repository_settings",
+]
 
 log = logging.getLogger("ecr_ocir_sync.service.wiring")
 
@@ -56,6 +64,15 @@ def _lock(data_dir: Path) -> IO[bytes]:
     handle.write(str(os.getpid()).encode())
     handle.flush()
     return handle
+
+
+def attempt_limits(settings: Settings) -> AttemptLimits:
+    """SYNC_MAX_ATTEMPTS, and the job backoff for an attempt that never ended."""
+
+    def backoff(attempts: int) -> float:
+        return backoff_delay(attempts, settings.retry_base_seconds, settings.retry_max_seconds)
+
+    return AttemptLimits(settings.max_attempts, backoff)
 
 
 def build_placer(settings: Settings, rules_file: Path | None = None) -> RulesPlacer:
@@ -122,8 +139,11 @@ class Service:
         self.metrics = Metrics()
         self.draining = False
         self._lock = _lock(settings.data_dir)
-        self.store = store_for(settings.data_dir, settings.database_url)
+        self.store = store_for(
+            settings.data_dir, settings.database_url, limits=attempt_limits(settings)
+        )
         self.readiness = Readiness(self.store.ping)
+        self.supervisor = Supervisor(self.metrics, restart_delay)
         self.registries = build_registries(settings)
         # The spool lives on the pod's volume; what a previous process left is removed.
         self.spool = Spool.open(settings.data_dir / "spool", settings.spool_max_bytes)
@@ -142,7 +162,9 @@ class Service:
             repositories=self.repositories,
             spool=self.spool,
         )
-        self.workers = WorkerPool(self.store, self.runner, settings, self.metrics)
+        self.workers = WorkerPool(
+            self.store, self.runner, settings, self.metrics, supervisor=self.supervisor
+        )
         self.sqs = (
             SqsIntake(
                 SqsSettings(
@@ -166,6 +188,7 @@ class Service:
             self.store,
             metrics=self.metrics,
             wake_workers=self.workers.wake,
+            supervisor=self.supervisor,
         )
         self.usage: UsageLoop | None = None
         if self.repositories is not None and settings.reconcile_leader:
