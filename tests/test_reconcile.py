@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import subprocess
 
 import boto3
@@ -11,9 +13,11 @@ from moto import mock_aws
 
 from ecr_ocir_sync.cloud.ecr_api import EcrCatalog
 from ecr_ocir_sync.jobs.store import JobStore
-from ecr_ocir_sync.reconcile.loop import apply_plans
+from ecr_ocir_sync.observability.metrics import Metrics
+from ecr_ocir_sync.reconcile.loop import ReconcileLoop, apply_plans
 from ecr_ocir_sync.reconcile.planner import Reconciler
 from ecr_ocir_sync.rules.patterns import compile_glob
+from ecr_ocir_sync.service.supervisor import Supervisor
 from ecr_ocir_sync.service.wiring import build_placer
 from ecr_ocir_sync.settings import Settings
 from tests.conftest import make_registries
@@ -270,3 +274,63 @@ def test_the_dry_run_prints_the_plan_and_enqueues_nothing(
     )
     assert "  web: copy 1 (mel); 0 in sync" in done.stdout
     assert not (tmp_path / "data" / "jobs.sqlite3").exists()
+
+
+async def test_the_mirrors_own_referrer_tags_are_never_drift(ecr, dest_open, settings):
+    image = build_image([layer_bytes(1_000, 312)])
+    ecr.push("signed", "1", image)
+    put(dest_open, "ns/signed", "1", image)
+    schema = "sha256-" + image.digest.removeprefix("sha256:")
+    for tag in (schema, f"{schema}.sig", f"{schema}.att", f"{schema}.sbom"):
+        put(dest_open, "ns/signed", tag, build_image([layer_bytes(500, 313)]))
+
+    plan = await plan_for(settings, dest_open, ecr)
+
+    assert plan.totals() == {"copy": 0, "update": 0, "delete": 0, "in_sync": 1, "errors": 0}
+
+
+class PassesFailOnce(JobStore):
+    """A real store whose first ``begin_pass`` fails as a locked database does."""
+
+    failed = False
+
+    async def begin_pass(self) -> int:
+        if not self.failed:
+            self.failed = True
+            raise sqlite3.OperationalError("database is locked")
+        return await super().begin_pass()
+
+
+async def test_a_store_error_in_the_reconciliation_loop_is_counted_and_the_pass_runs_again(
+    ecr, dest_open, tmp_path
+):
+    ecr.push("app", "1", build_image([layer_bytes(1_000, 314)]))
+    settings = settings_for(
+        dest_open, SYNC_RECONCILE_INTERVAL_SECONDS="3600", SYNC_RECONCILE_LEADER="true"
+    )
+    store = PassesFailOnce(tmp_path / "store").open()
+    metrics = Metrics()
+    async with make_registries(dest_open.host, ecr.registry.host, logins={}) as registries:
+        loop = ReconcileLoop(
+            settings,
+            registries,
+            build_placer(settings),
+            store,
+            metrics=metrics,
+            wake_workers=lambda: None,
+            supervisor=Supervisor(metrics, lambda _failures: 0.05),
+        )
+        loop.start()
+        try:
+            for _ in range(400):  # bounded: the pass is in-process, there is no event to await
+                last = await store.last_pass()
+                if last is not None and last[1] is not None:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await loop.stop()
+            jobs = await store.list()
+            store.close()
+
+    assert metrics.task_restarts.labels("reconcile")._value.get() == 1
+    assert [(job.action, job.tag, job.origin) for job in jobs] == [("PUSH", "1", "reconcile")]

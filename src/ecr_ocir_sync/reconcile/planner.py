@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ecr_ocir_sync.cloud.ecr_api import EcrCatalog, EcrImage
+from ecr_ocir_sync.engine.referrers import is_referrer_tag
 from ecr_ocir_sync.errors import NotFoundError, SyncError
 from ecr_ocir_sync.jobs.request import Action, Origin, SyncRequest
 from ecr_ocir_sync.oci.digest import Digest
@@ -176,10 +177,12 @@ class Reconciler:
                 return await client.manifest_digest(repository, tag)
 
         common = [tag for tag in tags if tag in present]
+        # Tags of the referrers schema come and go with their image (the mirror writes
+        # the fallback index itself): never drift of their own.
         gone = sorted(
             tag
             for tag in present - set(source)
-            if self._placer.mirrors_deletes(plan.repository, tag)
+            if not is_referrer_tag(tag) and self._placer.mirrors_deletes(plan.repository, tag)
         )
         digests = await asyncio.gather(*(resolve(tag) for tag in (*common, *gone)))
         current = dict(zip((*common, *gone), digests, strict=True))

@@ -40,6 +40,7 @@ class Supervisor:
         self, name: str, kind: str, body: Callable[[], Awaitable[None]]
     ) -> asyncio.Task[None]:
         """Run ``body()`` as task ``name`` until it returns or is cancelled."""
+        self._count(kind, +1)  # alive from now: readiness right after start-up is true
         return asyncio.create_task(self._keep(name, kind, body), name=name)
 
     def _count(self, kind: str, change: int) -> None:
@@ -47,19 +48,23 @@ class Supervisor:
 
     async def _keep(self, name: str, kind: str, body: Callable[[], Awaitable[None]]) -> None:
         failures = 0
-        while True:
-            started = time.monotonic()
-            self._count(kind, +1)
-            try:
-                await body()
-            except Exception:
-                ran = time.monotonic() - started
-                failures = 1 if ran >= _HEALTHY_RUN else failures + 1
-                delay = self._delay(failures)
-                log.exception("%s failed; starting it again in %.1fs", name, delay)
-                self._metrics.task_restarts.labels(kind).inc()
-            else:
-                return
-            finally:
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    await body()
+                except Exception:
+                    ran = time.monotonic() - started
+                    failures = 1 if ran >= _HEALTHY_RUN else failures + 1
+                    delay = self._delay(failures)
+                    log.exception("%s failed; starting it again in %.1fs", name, delay)
+                    self._metrics.task_restarts.labels(kind).inc()
+                else:
+                    return
                 self._count(kind, -1)
-            await asyncio.sleep(delay)
+                try:
+                    await asyncio.sleep(delay)
+                finally:
+                    self._count(kind, +1)
+        finally:
+            self._count(kind, -1)
