@@ -20,6 +20,7 @@ from ecr_ocir_sync.jobs.model import DestinationRecord, JobState
 from ecr_ocir_sync.jobs.request import Action, SyncRequest
 from ecr_ocir_sync.jobs.store import JobStore
 from ecr_ocir_sync.observability.metrics import Metrics
+from ecr_ocir_sync.outcome import DestinationStatus
 from ecr_ocir_sync.service.app import create_app
 from ecr_ocir_sync.service.runner import Attempt
 from ecr_ocir_sync.service.wiring import Service, attempt_limits
@@ -87,7 +88,7 @@ class Runner:
             self.cancelled += 1
             raise
         self.completed += 1
-        return Attempt({"mel": DestinationRecord(status="succeeded")})
+        return Attempt({"mel": DestinationRecord(status=DestinationStatus.SUCCEEDED)})
 
 
 async def eventually(condition: Callable[[], Any], timeout: float = 20.0) -> Any:
