@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
 
+from ecr_ocir_sync.jobs.request import Action, SyncRequest
+from ecr_ocir_sync.jobs.store import JobStore
 from tests.support import skopeo
 from tests.support.faults import SlowProxy
 from tests.support.images import Image, Pusher, build_image, layer_bytes
@@ -306,6 +311,55 @@ def test_a_job_survives_kill_9_mid_copy_and_completes_after_restart(
     assert regions.digests("large:1") == (digest, digest)
     assert job["attempts"] == 2
     skopeo.pull_all(f"{regions.syd.host}/ns/large:1", tmp_path / "pulled", SYD_CREDS)
+
+
+CRASHING_SERVICE = [sys.executable, str(Path(__file__).parent / "support/crashing_service.py")]
+
+
+async def _enqueue(data_dir: Path, *requests: SyncRequest) -> list[str]:
+    """Events a previous process accepted: committed to the store it left behind."""
+    store = JobStore(data_dir).open()
+    try:
+        return [(await store.submit(request)).job.id for request in requests]
+    finally:
+        store.close()
+
+
+def test_a_job_that_kills_the_process_fails_after_its_attempts_and_blocks_nothing(
+    regions, start_service, tmp_path
+):
+    digest = regions.push("fine", "1", build_image([layer_bytes(10_000, 223)]))
+    data = tmp_path / "pod-0"
+    crashing, fine = asyncio.run(
+        _enqueue(
+            data,
+            SyncRequest(Action.PUSH, ACCOUNT, REGION, "crash/me", "1", None, None, None),
+            SyncRequest(Action.PUSH, ACCOUNT, REGION, "fine", "1", None, None, None),
+        )
+    )
+    env = service_env(
+        regions.ecr.host,
+        regions.mel.host,
+        regions.syd.host,
+        SYNC_MAX_ATTEMPTS="2",
+        SYNC_WORKERS="1",
+        SYNC_RETRY_BASE_SECONDS="2",
+        TEST_CRASH_REPOSITORY="crash/me",
+    )
+    for _ in range(2):  # attempt 1, then (after the queue behind it) attempt 2 kill it
+        dying = ServiceProcess(data, env, command=CRASHING_SERVICE).launch()
+        try:
+            assert dying.exited() == 137
+        finally:
+            dying.stop()
+
+    service = start_service(env, data)
+
+    failed = service.job(crashing)
+    assert (failed["state"], failed["attempts"]) == ("failed", 2)
+    assert failed["last_error"].startswith("gave up after 2 attempt(s): the last one never")
+    assert service.job(fine)["state"] == "succeeded"
+    assert regions.digests("fine:1") == (digest, digest)
 
 
 def test_a_region_down_at_first_is_retried_alone_until_the_job_succeeds(

@@ -91,6 +91,7 @@ class ServiceProcess:
     ops_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    command: list[str] = field(default_factory=lambda: [CLI])  # what runs ``serve``
 
     @property
     def url(self) -> str:
@@ -102,6 +103,12 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.ops_port}"
 
     def start(self, timeout: float = 30) -> ServiceProcess:
+        self.launch()
+        self.wait_until(self._ready, timeout, "the service to become ready")
+        return self
+
+    def launch(self) -> ServiceProcess:
+        """Start the process without waiting for it to be ready."""
         environment = {
             k: v for k, v in os.environ.items() if not k.startswith(("OCI", "AWS", "SYNC"))
         }
@@ -120,12 +127,11 @@ class ServiceProcess:
         self.log_path = self.data_dir / f"service-{time.monotonic_ns()}.log"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [CLI, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                [*self.command, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=environment,
             )
-        self.wait_until(self._ready, timeout, "the service to become ready")
         return self
 
     def _ready(self) -> bool:
@@ -185,6 +191,11 @@ class ServiceProcess:
     def terminate(self, timeout: float = 60) -> int:
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def exited(self, timeout: float = 60) -> int:
+        """Wait for the process to end by itself; its exit status."""
+        assert self.process is not None
         return self.process.wait(timeout)
 
     def kill(self) -> None:
