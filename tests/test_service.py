@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -242,6 +243,20 @@ def test_a_push_event_whose_tag_moved_on_in_ecr_is_superseded(regions, service):
 
     assert new in job["last_error"]
     assert regions.present("moved:1") == (False, False)
+
+
+def test_an_event_dated_in_the_year_9999_does_not_freeze_its_tag(regions, service):
+    old = regions.push("frozen", "1", build_image([layer_bytes(10_000, 224)]))
+    future = ecr_event("frozen", "1", digest=old, time_text="9999-12-31T23:59:59Z")
+    service.wait_for_job(accepted(service.post(future)))
+
+    new = regions.push("frozen", "1", build_image([layer_bytes(10_000, 225)]))
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    service.wait_for_job(
+        accepted(service.post(ecr_event("frozen", "1", digest=new, time_text=now)))
+    )
+
+    assert regions.digests("frozen:1") == (new, new)
 
 
 def test_deleting_one_tag_keeps_a_sibling_tag_that_ecr_still_holds(regions, service):

@@ -3,7 +3,8 @@
 Kept apart from the store's interface so the rules read in one place:
 
 - an event time more than the allowed clock skew ahead of the store's clock
-  counts as that far ahead, never more, so no sender's clock can freeze a tag;
+  counts as the skew before the event arrived, so no sender's clock can freeze
+  a tag;
 - a job from a reconciliation repair is never superseded by an event (its run
   checks ECR's current state, which is what decides);
 - a job whose attempt never ended (the process died, the lease ran out) goes
@@ -86,9 +87,16 @@ def never_finished(attempts: int) -> str:
 
 
 def clamped_event_time(stated: float | None, now: float, max_skew: float) -> float:
-    """The time an event counts as dated (``now`` when it states none): never more than
-    ``max_skew`` ahead of ``now``."""
-    return now if stated is None else min(stated, now + max_skew)
+    """The time an event counts as dated (``now`` when it states none).
+
+    A time beyond the skew is a sender's broken clock, the least trusted of all:
+    the event counts as dated the skew before it arrived, so the real events near
+    it win."""
+    if stated is None:
+        return now
+    if stated > now + max_skew:
+        return now - max_skew
+    return stated
 
 
 def out_of_attempts(connection: sqlite3.Connection, seq: int, attempts: int, now: float) -> None:
@@ -219,11 +227,11 @@ def prune(connection: sqlite3.Connection, cutoff: float, now: float, max_skew: f
         "DELETE FROM jobs WHERE finished IS NOT NULL AND finished < ?", (cutoff,)
     ).rowcount
     # The newest event of a tag matters only while its job is kept; times stored
-    # before clamping existed are brought back within the skew.
+    # beyond the skew (before it was enforced) count as the skew before now.
     connection.execute("DELETE FROM image_events WHERE seq NOT IN (SELECT seq FROM jobs)")
     connection.execute(
         "UPDATE image_events SET event_time = ? WHERE event_time > ?",
-        (now + max_skew, now + max_skew),
+        (now - max_skew, now + max_skew),
     )
     connection.execute(
         """DELETE FROM reconcile_passes WHERE finished IS NOT NULL AND finished < ?

@@ -301,10 +301,10 @@ async def prune(connection: Connection, cutoff: float, now: float, max_skew: flo
     )
     pruned = [int(row["seq"]) for row in await cursor.fetchall()]
     await connection.execute("DELETE FROM image_events WHERE seq = ANY(%s)", (pruned,))
-    # Times stored before clamping existed are brought back within the skew.
+    # Times stored beyond the skew (before it was enforced) count as the skew before now.
     await connection.execute(
         "UPDATE image_events SET event_time = %s WHERE event_time > %s",
-        (now + max_skew, now + max_skew),
+        (now - max_skew, now + max_skew),
     )
     await connection.execute(
         """DELETE FROM reconcile_passes WHERE finished IS NOT NULL AND finished < %s

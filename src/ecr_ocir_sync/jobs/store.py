@@ -10,8 +10,8 @@ The contract every backend keeps (tests/test_job_store.py runs it per backend):
   overtaken ends ``superseded`` instead of running — so a stale DELETE never
   removes a newer push and an older PUSH never overwrites a newer one;
 - an event time more than ``max_skew_seconds`` ahead of the store's clock
-  counts as that far ahead; a reconciliation repair is never superseded by an
-  event;
+  counts as dated ``max_skew_seconds`` before it arrived (a broken clock is
+  trusted least); a reconciliation repair is never superseded by an event;
 - an attempt is counted when its job is leased; a lease expires unless its
   owner renews it, and only the owner can record or finish the attempt
   (``LeaseLostError`` otherwise), so a job never completes twice;
