@@ -21,7 +21,7 @@ from ecr_ocir_sync.jobs.request import Action, SyncRequest
 from ecr_ocir_sync.jobs.store import JobStore
 from ecr_ocir_sync.observability.metrics import Metrics
 from ecr_ocir_sync.outcome import DestinationStatus
-from ecr_ocir_sync.service.app import create_app
+from ecr_ocir_sync.service.ops import create_ops_app
 from ecr_ocir_sync.service.runner import Attempt
 from ecr_ocir_sync.service.wiring import Service, attempt_limits
 from ecr_ocir_sync.service.workers import WorkerPool
@@ -193,7 +193,7 @@ async def test_readiness_fails_while_fewer_workers_run_than_configured(tmp_path,
     async def broken_lease(*args: Any, **kw: Any) -> Any:
         raise sqlite3.OperationalError("database is locked")
 
-    transport = httpx.ASGITransport(app=create_app(service))
+    transport = httpx.ASGITransport(app=create_ops_app(service))
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
 

@@ -36,13 +36,13 @@ def ops_router(service: Service) -> APIRouter:
     async def readyz() -> JSONResponse:
         if service.draining:
             return JSONResponse({"status": "draining"}, 503)
+        if not service.store.healthy or not await service.readiness.ready():
+            return JSONResponse({"status": NOT_WRITABLE}, 503)
         alive, wanted = service.workers.alive, service.settings.workers
         if alive < wanted:
             return JSONResponse(
                 {"status": f"only {alive} of {wanted} workers are running (see the logs)"}, 503
             )
-        if not service.store.healthy or not await service.readiness.ready():
-            return JSONResponse({"status": NOT_WRITABLE}, 503)
         return JSONResponse({"status": "ready"})
 
     @router.get(
