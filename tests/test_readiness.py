@@ -62,8 +62,9 @@ async def test_a_failing_store_is_not_ready():
 
 
 async def test_a_burst_of_readyz_requests_writes_to_the_store_once(tmp_path):
-    service = Service(settings_for(tmp_path))
-    service.store.open()
+    # Started, workers too (readiness asks that they all run); no ECR listing.
+    service = Service(settings_for(tmp_path, SYNC_RECONCILE_INTERVAL_SECONDS="0"))
+    await service.start()
     writes = CountingPing()
     original = service.store.ping
 
