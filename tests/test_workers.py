@@ -25,11 +25,11 @@ from ecr_ocir_sync.service.ops import create_ops_app
 from ecr_ocir_sync.service.runner import Attempt
 from ecr_ocir_sync.service.wiring import Service, attempt_limits
 from ecr_ocir_sync.service.workers import WorkerPool
-from ecr_ocir_sync.settings import ServiceSettings
+from ecr_ocir_sync.settings import Settings
 from tests.support.service import ACCOUNT, REGION, service_env
 
 
-def settings_for(tmp_path, **extra: str) -> ServiceSettings:
+def settings_for(tmp_path, **extra: str) -> Settings:
     env = service_env(
         "unused:5000",
         {"mel": "unused:5001"},
@@ -38,7 +38,7 @@ def settings_for(tmp_path, **extra: str) -> ServiceSettings:
         SYNC_LEASE_SECONDS="1",
         **extra,
     )
-    return ServiceSettings.from_env(env)
+    return Settings.from_environ(env).require_service()
 
 
 def request(tag: str) -> SyncRequest:
