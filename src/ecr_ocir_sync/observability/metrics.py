@@ -134,7 +134,7 @@ class Metrics:
         self.task_restarts = Counter(
             f"{_PREFIX}_task_restarts_total",
             "Long-lived tasks that failed (logged with a traceback) and were started again",
-            ["task"],  # worker | reconcile
+            ["task"],  # worker | reconcile | usage
             registry=r,
         )
         self.last_success = Gauge(

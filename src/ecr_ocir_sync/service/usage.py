@@ -12,10 +12,14 @@ import logging
 import time
 from collections.abc import Sequence
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 from ecr_ocir_sync.cloud.ocir_usage import OcirUsage, RegionUsage
 from ecr_ocir_sync.errors import SyncError
 from ecr_ocir_sync.observability.metrics import Metrics
+
+if TYPE_CHECKING:
+    from ecr_ocir_sync.service.supervisor import Supervisor
 
 __all__ = ["Fullness", "UsageLoop", "fullness", "publish"]
 
@@ -83,7 +87,9 @@ class UsageLoop:
         metrics: Metrics,
         *,
         interval_seconds: float,
+        supervisor: Supervisor | None = None,
     ) -> None:
+        self._supervisor = supervisor
         self._usage = usage
         self._regions = tuple(region_keys)
         self._metrics = metrics
@@ -95,7 +101,10 @@ class UsageLoop:
         if self._interval <= 0:
             log.info("OCIR usage reads are off (SYNC_USAGE_INTERVAL_SECONDS=0)")
             return
-        self._task = asyncio.create_task(self._run(), name="ocir-usage")
+        if self._supervisor is not None:  # an unexpected error: logged, counted, restarted
+            self._task = self._supervisor.start("ocir-usage", "usage", self._run)
+        else:
+            self._task = asyncio.create_task(self._run(), name="ocir-usage")
 
     async def stop(self) -> None:
         if self._task is not None:

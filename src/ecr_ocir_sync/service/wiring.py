@@ -197,6 +197,7 @@ class Service:
                 settings.region_keys,
                 self.metrics,
                 interval_seconds=settings.usage_interval_seconds,
+                supervisor=self.supervisor,
             )
 
     async def start(self) -> None:
