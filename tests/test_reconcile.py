@@ -318,7 +318,7 @@ async def test_a_store_error_in_the_reconciliation_loop_is_counted_and_the_pass_
             store,
             metrics=metrics,
             wake_workers=lambda: None,
-            supervisor=Supervisor(metrics, lambda _failures: 0.05),
+            start_task=Supervisor(metrics, lambda _failures: 0.05).start,
         )
         loop.start()
         try:

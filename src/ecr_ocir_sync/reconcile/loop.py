@@ -16,8 +16,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 from ecr_ocir_sync.cloud.ecr_api import EcrCatalog
 from ecr_ocir_sync.errors import SyncError
@@ -29,14 +28,14 @@ from ecr_ocir_sync.rules.patterns import EVERY_REPOSITORY, Glob
 from ecr_ocir_sync.rules.placer import Placer
 from ecr_ocir_sync.settings import Settings
 
-if TYPE_CHECKING:
-    from ecr_ocir_sync.service.supervisor import Supervisor
-
-__all__ = ["ReconcileLoop", "apply_plans", "plan_all"]
+__all__ = ["ReconcileLoop", "TaskStarter", "apply_plans", "plan_all"]
 
 log = logging.getLogger("ecr_ocir_sync.reconcile.planner")
 
 _LOCK_RETRY_SECONDS = 60.0  # how often a process that found the lock taken looks again
+#: Starts a long-lived task under supervision (the service's Supervisor.start):
+#: its name, its kind (a metric label) and the coroutine function it runs.
+TaskStarter = Callable[[str, str, Callable[[], Awaitable[None]]], "asyncio.Task[None]"]
 
 
 async def plan_all(
@@ -74,7 +73,7 @@ class ReconcileLoop:
         *,
         metrics: Metrics,
         wake_workers: Callable[[], None],
-        supervisor: Supervisor,
+        start_task: TaskStarter,
     ) -> None:
         self._settings = settings
         self._registries = registries
@@ -82,7 +81,7 @@ class ReconcileLoop:
         self._store = store
         self._metrics = metrics
         self._wake = wake_workers
-        self._supervisor = supervisor
+        self._start_task = start_task
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -94,7 +93,7 @@ class ReconcileLoop:
         self._metrics.reconcile_interval.set(settings.reconcile_interval_seconds)
         # Supervised: an error that is not a SyncError is logged, counted, and the
         # loop goes on after a backoff (the unfinished pass runs again at once).
-        self._task = self._supervisor.start("reconcile", "reconcile", self._run)
+        self._task = self._start_task("reconcile", "reconcile", self._run)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -188,7 +188,7 @@ class Service:
             self.store,
             metrics=self.metrics,
             wake_workers=self.workers.wake,
-            supervisor=self.supervisor,
+            start_task=self.supervisor.start,
         )
         self.usage: UsageLoop | None = None
         if self.repositories is not None and settings.reconcile_leader:
