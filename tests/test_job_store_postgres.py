@@ -111,3 +111,25 @@ async def test_a_database_from_a_newer_release_is_refused(database_url):
     with pytest.raises(ConfigError, match="newer than this release"):
         await store.start()
     await store.stop()
+
+
+async def test_a_database_of_the_first_schema_gains_origins_and_keeps_its_jobs(database_url):
+    with psycopg.connect(database_url) as connection:
+        connection.execute(MIGRATIONS[0])
+        connection.execute(
+            """CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied REAL);
+               INSERT INTO schema_version VALUES (1, 0);
+               INSERT INTO jobs (id, action, account, region, repository, tag, image_key,
+                   event_time, state, not_before, created, updated)
+               VALUES ('old', 'PUSH', 'a', 'r', 'team/app', '1.0', 'a/r/team/app:1.0',
+                   100, 'pending', 0, 0, 0)"""
+        )
+    store = PostgresJobStore(database_url)
+    await store.start()
+    try:
+        job = await store.lease("w", LEASE)
+    finally:
+        await store.stop()
+
+    assert job is not None
+    assert (job.id, job.origin) == ("old", "event")
