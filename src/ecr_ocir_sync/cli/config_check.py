@@ -192,6 +192,8 @@ def describe_rule(rule: Rule) -> str:
         )
     parts.append(f"delete {rule.delete_policy.value}")
     parts.append(f"referrers {'on' if rule.referrers else 'off'}")
+    if rule.retain is not None:
+        parts.append(f"retain {rule.retain.describe()}")
     return f"{rule.label}: {'; '.join(parts)}"
 
 
@@ -240,5 +242,13 @@ def explain_image(
         lines.append(
             f"note: tags.latest {winner.tags.latest} applies to reconciliation only; "
             "an event for a new push always counts as newest"
+        )
+    if winner.retain is not None:
+        lines.append(
+            f"note: retain {winner.retain.describe()} (by ECR push time, among this rule's tags "
+            "in the repository): the others are deleted at the destination after each push "
+            "and by reconciliation, which never selects them, so they are never copied back "
+            "while ECR keeps them; referrer tags and tags the rule did not place are never "
+            "deleted"
         )
     return lines

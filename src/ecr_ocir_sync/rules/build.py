@@ -14,6 +14,7 @@ from ecr_ocir_sync.rules.document import KeyPath, Problems
 from ecr_ocir_sync.rules.model import (
     RepositoryFilter,
     RepositoryMapping,
+    Retention,
     Rule,
     TagFilter,
 )
@@ -26,10 +27,20 @@ __all__ = ["SUPPORTED_VERSIONS", "RuleBuilder", "valid_repository"]
 SUPPORTED_VERSIONS = (1,)
 
 _TOP_KEYS = ("version", "defaults", "rules")
-_RULE_KEYS = ("name", "repositories", "tags", "regions", "mapping", "delete", "referrers")
+_RULE_KEYS = (
+    "name",
+    "repositories",
+    "tags",
+    "regions",
+    "mapping",
+    "delete",
+    "referrers",
+    "retain",
+)
 _REPOSITORY_KEYS = ("include", "exclude")
 _TAG_KEYS = ("include", "exclude", "semver", "latest")
 _MAPPING_KEYS = ("strip_prefix", "add_prefix", "rename")
+_RETAIN_KEYS = ("newest", "days")
 
 
 def valid_repository(name: str) -> bool:
@@ -52,6 +63,7 @@ class _Settings:
     rename: dict[str, str] | None = None
     delete: DeletePolicy | None = None
     referrers: bool | None = None
+    retain: Retention | None = None  # rules only: never in defaults
 
     def over(self, defaults: _Settings) -> _Settings:
         """These settings, with ``defaults`` filling whatever is not set here."""
@@ -94,7 +106,7 @@ class RuleBuilder:
             and (raw := self.mapping(data["defaults"], ("defaults",))) is not None
         ):
             defaults = self.settings(
-                raw, ("defaults",), tuple(k for k in _RULE_KEYS if k != "name")
+                raw, ("defaults",), tuple(k for k in _RULE_KEYS if k not in ("name", "retain"))
             )
         rules_value = data.get("rules")
         if not isinstance(rules_value, list) or not rules_value:
@@ -142,6 +154,8 @@ class RuleBuilder:
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             if key == "name" and not hint:
                 hint = " (names belong on each rule, not in defaults)"
+            if key == "retain":  # not 'regions': it is a rule's key, misplaced
+                hint = " (retain belongs on each rule: what is deleted is decided rule by rule)"
             self.problems.add(
                 path,
                 f"unknown key '{key}'{hint}; expected one of {', '.join(allowed)}",
@@ -193,7 +207,36 @@ class RuleBuilder:
                 found.referrers = value
             else:
                 self.problems.add((*path, "referrers"), f"must be true or false, not {value!r}")
+        if "retain" in raw:
+            found.retain = self.retain(raw["retain"], (*path, "retain"))
         return found
+
+    def retain(self, value: Any, path: KeyPath) -> Retention | None:
+        """``retain: {newest: N, days: D}``: at least one, each a whole number ≥ 1."""
+        section = self.mapping(value, path, _RETAIN_KEYS)
+        if section is None:
+            return None
+        if not any(key in section for key in _RETAIN_KEYS):
+            self.problems.add(
+                path,
+                "names no limit; give newest (tags to keep) and/or days (keep tags pushed "
+                "within that many days), or remove retain to keep every tag",
+            )
+            return None
+        counts = {
+            key: self.count(section[key], (*path, key), unit)
+            for key, unit in (("newest", "tags"), ("days", "days"))
+            if key in section
+        }
+        if any(count is None for count in counts.values()):
+            return None
+        return Retention(newest=counts.get("newest"), days=counts.get("days"))
+
+    def count(self, value: Any, path: KeyPath, unit: str) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            self.problems.add(path, f"must be a whole number of {unit}, at least 1, not {value!r}")
+            return None
+        return value
 
     def repositories(self, value: Any, path: KeyPath, found: _Settings) -> None:
         section = self.mapping(value, path, _REPOSITORY_KEYS)
@@ -365,6 +408,7 @@ class RuleBuilder:
             mapping=mapping,
             delete_policy=merged.delete or self.policy,
             referrers=True if merged.referrers is None else merged.referrers,
+            retain=merged.retain,
         )
 
     def check_mapping(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from semver import Version
@@ -27,6 +27,7 @@ __all__ = [
     "Placement",
     "RepositoryFilter",
     "RepositoryMapping",
+    "Retention",
     "Rule",
     "RuleSet",
     "TagFilter",
@@ -104,6 +105,40 @@ class TagFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class Retention:
+    """``retain`` of a rule: which of its tags stay at the destination.
+
+    A tag stays when EITHER clause keeps it: it is among the ``newest`` N of the rule's
+    tags in its ECR repository (by ECR push time), or ECR says it was pushed within the
+    last ``days`` days. Only a tag that no clause keeps is deleted at the destination, so
+    ``newest`` is a floor that survives a quiet month and ``days`` a window that survives
+    a burst of pushes. A clause left out keeps nothing.
+    """
+
+    newest: int | None = None
+    days: int | None = None
+
+    def keeps(self, rank: int, pushed: datetime, now: datetime) -> bool:
+        """Whether the tag at ``rank`` (0 = newest push) pushed at ``pushed`` stays."""
+        if self.newest is not None and rank < self.newest:
+            return True
+        return self.days is not None and _utc(now) - _utc(pushed) <= timedelta(days=self.days)
+
+    def describe(self) -> str:
+        clauses = []
+        if self.newest is not None:
+            clauses.append(f"the newest {self.newest}")
+        if self.days is not None:
+            clauses.append(f"those pushed in the last {self.days} day{'s' * (self.days != 1)}")
+        return " or ".join(clauses)
+
+
+def _utc(moment: datetime) -> datetime:
+    """A naive time is taken as UTC (ECR's times are aware; tests may pass naive ones)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
 class RepositoryMapping:
     """ECR repository → path under the namespace: ``rename``, then ``strip_prefix``, then
     ``add_prefix`` (each prefix is plain text: ``mirror/`` or ``mirror-``)."""
@@ -137,6 +172,7 @@ class Rule:
     mapping: RepositoryMapping
     delete_policy: DeletePolicy
     referrers: bool
+    retain: Retention | None = None  # None: nothing is ever deleted for age or count
 
     def matches_repository(self, repository: str) -> bool:
         return self.repositories.mismatch(repository) is None
@@ -151,18 +187,49 @@ class Rule:
     def matches(self, repository: str, tag: str | None) -> bool:
         return self.mismatch(repository, tag) is None
 
-    def select_tags(self, tags_with_push_times: Sequence[tuple[str, datetime]]) -> list[str]:
+    def select_tags(
+        self, tags_with_push_times: Sequence[tuple[str, datetime]], now: datetime | None = None
+    ) -> list[str]:
         """Reconciliation: the tags passing the tag filters, newest push first, at most
-        ``tags.latest`` of them. The caller has checked the repository already.
+        ``tags.latest`` of them, and only those ``retain`` keeps (at ``now``, default the
+        current time). The caller has checked the repository already.
 
         Equal push times are ordered by version (tags that are versions first, higher
         first), then by tag text descending, so the cut at ``latest`` is deterministic.
         Push times must be all timezone-aware or all naive.
         """
+        ranked = self._ranked(tags_with_push_times)
+        latest = len(ranked) if self.tags.latest is None else self.tags.latest
+        return [
+            tag
+            for rank, (tag, at) in enumerate(ranked)
+            if rank < latest and self._retained(rank, at, now)
+        ]
+
+    def expired_tags(
+        self, tags_with_push_times: Sequence[tuple[str, datetime]], now: datetime | None = None
+    ) -> list[str]:
+        """The tags passing the tag filters that ``retain`` does not keep: to be deleted at
+        the destination (never selected, so reconciliation never copies them back)."""
+        if self.retain is None:
+            return []
+        ranked = self._ranked(tags_with_push_times)
+        return [tag for rank, (tag, at) in enumerate(ranked) if not self._retained(rank, at, now)]
+
+    def _retained(self, rank: int, pushed: datetime, now: datetime | None) -> bool:
+        if self.retain is None:
+            return True
+        return self.retain.keeps(rank, pushed, now or datetime.now(UTC))
+
+    def _ranked(
+        self, tags_with_push_times: Sequence[tuple[str, datetime]]
+    ) -> list[tuple[str, datetime]]:
         passing = [(tag, at) for tag, at in tags_with_push_times if self.tags.mismatch(tag) is None]
         passing.sort(key=_newest_first, reverse=True)
-        ordered = list(dict.fromkeys(tag for tag, _ in passing))
-        return ordered if self.tags.latest is None else ordered[: self.tags.latest]
+        first: dict[str, datetime] = {}  # a tag listed twice counts at its newest push
+        for tag, at in passing:
+            first.setdefault(tag, at)
+        return list(first.items())
 
     def destination_repository(self, repository: str, namespace: str) -> str:
         """``<namespace>/<mapped>``; ConfigError (not retryable) when that is not a valid name."""
@@ -251,24 +318,51 @@ class RuleSet:
         return any(rule.matches_repository(repository) for rule in self.rules)
 
     def select(
-        self, repository: str, tags_with_push_times: Sequence[tuple[str, datetime]]
+        self,
+        repository: str,
+        tags_with_push_times: Sequence[tuple[str, datetime]],
+        now: datetime | None = None,
     ) -> list[tuple[str, Placement]]:
         """Reconciliation of one repository: (tag, placement) for every tag to keep in sync.
 
         Each tag belongs to the first rule it matches, as for events; each rule then keeps
-        its ``tags.latest`` newest. A tag a rule owns but cuts does not fall through to a
-        later rule. Newest first within each rule, rules in file order.
+        its ``tags.latest`` newest that its ``retain`` keeps. A tag a rule owns but cuts
+        does not fall through to a later rule. Newest first within each rule, rules in
+        file order.
         """
+        return [
+            (tag, self.placement(rule, repository))
+            for rule, owned in self._owners(repository, tags_with_push_times)
+            for tag in rule.select_tags(owned, now)
+        ]
+
+    def expired(
+        self,
+        repository: str,
+        tags_with_push_times: Sequence[tuple[str, datetime]],
+        now: datetime | None = None,
+    ) -> list[tuple[str, Placement]]:
+        """(tag, placement) for every tag of ``repository`` that its owning rule's ``retain``
+        no longer keeps: what retention deletes at the destination. Only tags ECR holds
+        (those given) and that a rule owns, so nothing the mirror did not place is named."""
+        return [
+            (tag, self.placement(rule, repository))
+            for rule, owned in self._owners(repository, tags_with_push_times)
+            for tag in rule.expired_tags(owned, now)
+        ]
+
+    def _owners(
+        self, repository: str, tags_with_push_times: Sequence[tuple[str, datetime]]
+    ) -> list[tuple[Rule, list[tuple[str, datetime]]]]:
+        """Each rule with the tags it owns (the first rule a tag matches owns it)."""
         remaining = list(tags_with_push_times)
-        selected: list[tuple[str, Placement]] = []
+        owners: list[tuple[Rule, list[tuple[str, datetime]]]] = []
         for rule in self.rules_for_repository(repository):
             owned: list[tuple[str, datetime]] = []
             others: list[tuple[str, datetime]] = []
             for item in remaining:
                 (owned if rule.tags.mismatch(item[0]) is None else others).append(item)
-            if not owned:
-                continue
+            if owned:
+                owners.append((rule, owned))
             remaining = others
-            placement = self.placement(rule, repository)
-            selected.extend((tag, placement) for tag in rule.select_tags(owned))
-        return selected
+        return owners

@@ -36,8 +36,19 @@ class Placer(Protocol):
     def wants_repository(self, repository: str) -> bool:
         """False when no image of ``repository`` can be synced: its tags are not listed."""
 
-    def select_tags(self, repository: str, images: Sequence[TaggedImage]) -> set[str]:
-        """The tags of ``repository`` that are synced (filters, latest N)."""
+    def select_tags(
+        self, repository: str, images: Sequence[TaggedImage], now: datetime | None = None
+    ) -> set[str]:
+        """The tags of ``repository`` that are synced (filters, latest N, retain at ``now``)."""
+
+    def expired_tags(
+        self, repository: str, images: Sequence[TaggedImage], now: datetime | None = None
+    ) -> set[str]:
+        """The tags of ``repository`` that ECR holds but their rule's ``retain`` no longer
+        keeps: deleted at the destination, never selected."""
+
+    def retains(self, repository: str, tag: str | None) -> bool:
+        """Whether the rule placing the image limits what stays at the destination."""
 
     def mirrors_deletes(self, repository: str, tag: str | None) -> bool: ...
 
@@ -67,13 +78,26 @@ class RulesPlacer:
         """False when no rule can match any image of ``repository``: skip listing it."""
         return self.rules.matches_repository(repository)
 
-    def select_tags(self, repository: str, images: Sequence[TaggedImage]) -> set[str]:
-        """The tags to keep in sync: each owned by its first matching rule, ``latest`` applied
-        per rule by the image's push time."""
+    def select_tags(
+        self, repository: str, images: Sequence[TaggedImage], now: datetime | None = None
+    ) -> set[str]:
+        """The tags to keep in sync: each owned by its first matching rule, ``latest`` and
+        ``retain`` applied per rule by the image's push time."""
         if not self.rules.matches_repository(repository):
             return set()
-        pushed = [(tag, image.pushed_at) for image in images for tag in image.tags]
-        return {tag for tag, _ in self.rules.select(repository, pushed)}
+        return {tag for tag, _ in self.rules.select(repository, _pushed(images), now)}
+
+    def expired_tags(
+        self, repository: str, images: Sequence[TaggedImage], now: datetime | None = None
+    ) -> set[str]:
+        """The tags ECR holds that their owning rule's ``retain`` no longer keeps."""
+        if not self.rules.matches_repository(repository):
+            return set()
+        return {tag for tag, _ in self.rules.expired(repository, _pushed(images), now)}
+
+    def retains(self, repository: str, tag: str | None) -> bool:
+        placement = self.rules.place(repository, tag)
+        return placement is not None and placement.rule.retain is not None
 
     def mirrors_deletes(self, repository: str, tag: str | None) -> bool:
         placement = self.rules.place(repository, tag)
@@ -82,3 +106,7 @@ class RulesPlacer:
     def referrers(self, repository: str, tag: str | None) -> bool:
         placement = self.rules.place(repository, tag)
         return placement is not None and placement.referrers
+
+
+def _pushed(images: Sequence[TaggedImage]) -> list[tuple[str, datetime]]:
+    return [(tag, image.pushed_at) for image in images for tag in image.tags]
