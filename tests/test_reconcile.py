@@ -92,7 +92,14 @@ async def test_a_missed_push_a_missed_delete_and_a_moved_tag_are_found(ecr, dest
         ("old", deleted.digest)
     ]
     assert repository.in_sync == 1
-    assert plan.totals() == {"copy": 1, "update": 1, "delete": 1, "in_sync": 1, "errors": 0}
+    assert plan.totals() == {
+        "copy": 1,
+        "update": 1,
+        "delete": 1,
+        "expire": 0,
+        "in_sync": 1,
+        "errors": 0,
+    }
 
 
 async def test_a_repository_missing_at_the_destination_is_copied_whole(ecr, dest_open, settings):

@@ -58,7 +58,7 @@ def print_plan(plan: ReconcilePlan, out: TextIO) -> None:
     print(
         f"ECR {plan.account} {plan.region}: {len(plan.repositories)} repositories, "
         f"{totals['copy']} to copy, {totals['update']} to update, {totals['delete']} to delete, "
-        f"{totals['in_sync']} in sync ({plan.ecr_requests} ECR API + "
+        f"{totals['expire']} to expire, {totals['in_sync']} in sync ({plan.ecr_requests} ECR API + "
         f"{plan.registry_requests} registry requests, {plan.seconds:.1f}s)",
         file=out,
     )
@@ -69,6 +69,7 @@ def print_plan(plan: ReconcilePlan, out: TextIO) -> None:
                 ("copy", repository.to_copy),
                 ("update", repository.to_update),
                 ("delete", repository.to_delete),
+                ("expire", repository.to_expire),
             )
             if drifts
         ]

@@ -12,7 +12,10 @@ __all__ = ["Action", "Origin", "SyncRequest"]
 
 class Action(StrEnum):
     PUSH = "PUSH"
-    DELETE = "DELETE"
+    DELETE = "DELETE"  # the tag is gone from ECR
+    EXPIRE = (
+        "EXPIRE"  # ECR still has the tag; its rule's retain no longer keeps it (never an event)
+    )
 
 
 class Origin(StrEnum):

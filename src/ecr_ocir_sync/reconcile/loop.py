@@ -131,7 +131,7 @@ class ReconcileLoop:
             return
         totals = {
             key: sum(plan.totals()[key] for plan in plans)
-            for key in ("copy", "update", "delete", "in_sync", "errors")
+            for key in ("copy", "update", "delete", "expire", "in_sync", "errors")
         }
         for kind, count in totals.items():
             self._metrics.reconcile_drift.labels(kind).set(count)

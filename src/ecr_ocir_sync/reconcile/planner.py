@@ -3,9 +3,12 @@
 A pass lists ECR's repositories and images through the ECR API, lists each
 destination repository's tags and resolves the ones both sides have, and
 plans per repository: tags to copy (missing at a region), to update (the tag
-points elsewhere), to delete (gone from ECR, when the delete policy mirrors)
-and tags already in sync.  Applying the plan enqueues ordinary jobs, so the
-workers, retries and per-tag ordering apply to them as to events.
+points elsewhere), to delete (gone from ECR, when the delete policy mirrors),
+to expire (still in ECR, but their rule's ``retain`` no longer keeps them) and
+tags already in sync.  An expired tag is never selected, so a pass never copies
+back what retention removed, and the next pass plans nothing for it.  Applying
+the plan enqueues ordinary jobs, so the workers, retries and per-tag ordering
+apply to them as to events.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from ecr_ocir_sync.cloud.ecr_api import EcrCatalog, EcrImage
@@ -42,12 +46,13 @@ class RepositoryPlan:
     to_copy: list[TagDrift] = field(default_factory=list)
     to_update: list[TagDrift] = field(default_factory=list)
     to_delete: list[TagDrift] = field(default_factory=list)
+    to_expire: list[TagDrift] = field(default_factory=list)  # retention: ECR still has them
     in_sync: int = 0
     error: str | None = None
 
     @property
     def drift(self) -> int:
-        return len(self.to_copy) + len(self.to_update) + len(self.to_delete)
+        return len(self.to_copy) + len(self.to_update) + len(self.to_delete) + len(self.to_expire)
 
 
 @dataclass(slots=True)
@@ -65,6 +70,7 @@ class ReconcilePlan:
             "copy": sum(len(r.to_copy) for r in self.repositories),
             "update": sum(len(r.to_update) for r in self.repositories),
             "delete": sum(len(r.to_delete) for r in self.repositories),
+            "expire": sum(len(r.to_expire) for r in self.repositories),
             "in_sync": sum(r.in_sync for r in self.repositories),
             "errors": sum(1 for r in self.repositories if r.error),
         }
@@ -75,10 +81,14 @@ class ReconcilePlan:
         for repository in self.repositories:
             for drift in (*repository.to_copy, *repository.to_update):
                 wanted[(repository.repository, drift.tag, Action.PUSH)] = drift.source_digest
-            for drift in repository.to_delete:
-                wanted.setdefault(
-                    (repository.repository, drift.tag, Action.DELETE), drift.destination_digest
-                )
+            for kind, drifts in (
+                (Action.DELETE, repository.to_delete),
+                (Action.EXPIRE, repository.to_expire),
+            ):
+                for drift in drifts:
+                    wanted.setdefault(
+                        (repository.repository, drift.tag, kind), drift.destination_digest
+                    )
         return [
             SyncRequest(
                 action,
@@ -148,19 +158,26 @@ class Reconciler:
 
     async def _compare(self, plan: RepositoryPlan, images: Sequence[EcrImage]) -> None:
         source = {tag: image.digest for image in images for tag in image.tags}
-        selected = self._placer.select_tags(plan.repository, images)
-        targets: dict[_Target, list[str]] = {}  # each destination repository's placed tags
-        for tag in sorted(selected):
+        now = datetime.now(UTC)  # one moment for both, so no tag is kept and expired at once
+        selected = self._placer.select_tags(plan.repository, images, now)
+        expired = {
+            tag
+            for tag in self._placer.expired_tags(plan.repository, images, now)
+            if not is_referrer_tag(tag)
+        }
+        targets: dict[_Target, _Tags] = {}  # each destination repository's placed tags
+        for tag in sorted(selected | expired):
             for key, (host, repository) in (
                 self._placer.destinations(plan.repository, tag) or {}
             ).items():
-                targets.setdefault(_Target(key, host, repository), []).append(tag)
+                placed = targets.setdefault(_Target(key, host, repository), _Tags())
+                (placed.expired if tag in expired else placed.selected).append(tag)
         await asyncio.gather(
             *(self._destination(plan, target, tags, source) for target, tags in targets.items())
         )
 
     async def _destination(
-        self, plan: RepositoryPlan, target: _Target, tags: list[str], source: dict[str, Digest]
+        self, plan: RepositoryPlan, target: _Target, tags: _Tags, source: dict[str, Digest]
     ) -> None:
         key, repository = target.region, target.repository
         client = self._registries.client(target.host)
@@ -176,7 +193,8 @@ class Reconciler:
                 self._requests += 1
                 return await client.manifest_digest(repository, tag)
 
-        common = [tag for tag in tags if tag in present]
+        common = [tag for tag in tags.selected if tag in present]
+        expired = [tag for tag in tags.expired if tag in present]
         # Tags of the referrers schema come and go with their image (the mirror writes
         # the fallback index itself): never drift of their own.
         gone = sorted(
@@ -184,15 +202,29 @@ class Reconciler:
             for tag in present - set(source)
             if not is_referrer_tag(tag) and self._placer.mirrors_deletes(plan.repository, tag)
         )
-        digests = await asyncio.gather(*(resolve(tag) for tag in (*common, *gone)))
-        current = dict(zip((*common, *gone), digests, strict=True))
-        for tag in tags:
+        resolving = (*common, *expired, *gone)
+        digests = await asyncio.gather(*(resolve(tag) for tag in resolving))
+        current = dict(zip(resolving, digests, strict=True))
+        for tag in tags.selected:
             if tag not in present:
                 plan.to_copy.append(TagDrift(tag, key, source[tag], None))
             elif current[tag] != source[tag]:
                 plan.to_update.append(TagDrift(tag, key, source[tag], current[tag]))
             else:
                 plan.in_sync += 1
+        plan.to_expire.extend(
+            TagDrift(tag, key, source[tag], current[tag])
+            for tag in expired
+            if current[tag] is not None
+        )
         plan.to_delete.extend(
             TagDrift(tag, key, None, current[tag]) for tag in gone if current[tag] is not None
         )
+
+
+@dataclass(slots=True)
+class _Tags:
+    """The tags placed at one destination repository: to keep in sync, and expired."""
+
+    selected: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
