@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from tests.support.images import Image, Pusher
@@ -36,3 +37,12 @@ class FakeEcr:
             imageDigest=image.digest,
         )
         return image.digest
+
+    def pushed_at(self, repository: str, tag: str, when: datetime) -> None:
+        """Set when ECR says ``tag``'s image was pushed (imagePushedAt): moto keeps its
+        state per process, so this reaches an in-process moto server too."""
+        from moto.ecr.models import ecr_backends  # noqa: PLC0415 - moto's own state
+
+        images = ecr_backends[ACCOUNT][REGION].repositories[repository].images
+        (image,) = [image for image in images if tag in image.image_tags]
+        image.image_pushed_at = int(when.timestamp())

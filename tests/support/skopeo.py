@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 from pathlib import Path
 
@@ -53,3 +54,15 @@ def pull_all(reference: str, into: Path, creds: str | None = None) -> None:
     command += [f"docker://{reference}", f"oci:{into}:pulled"]
     done = subprocess.run(command, capture_output=True, check=False, timeout=300)
     assert done.returncode == 0, done.stderr.decode()
+
+
+def list_tags(repository: str, creds: str | None = None) -> list[str]:
+    """``skopeo list-tags`` of ``repository`` (``host/repo``), sorted."""
+    command = ["skopeo", "list-tags", *_tls(repository)]
+    if creds:
+        command += ["--creds", creds]
+    done = subprocess.run(
+        [*command, f"docker://{repository}"], capture_output=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    return sorted(json.loads(done.stdout)["Tags"] or [])

@@ -69,5 +69,6 @@ def advice(limit: QuotaLimit) -> str:
         f"OCIR refused the write: {what} is reached (quota, not retried). Raise the limit "
         "(OCI console: Governance > Limits, Quotas and Usage, service Container Registry, "
         "or a quota policy of the compartment) or free room: delete images no longer needed "
-        "in that region, or mirror fewer tags (the sync rules' tag filters); then retry the job"
+        "in that region, or mirror fewer tags (the sync rules' tag filters, or a rule's retain "
+        "to delete older ones at OCIR); then retry the job"
     )

@@ -34,6 +34,7 @@ from ecr_ocir_sync.oci.reference import ImageReference
 from ecr_ocir_sync.outcome import DestinationStatus
 from ecr_ocir_sync.registry.pool import Registries
 from ecr_ocir_sync.rules.placer import Placer
+from ecr_ocir_sync.service.retention import Retention
 from ecr_ocir_sync.settings import Settings
 
 __all__ = ["Attempt", "JobRunner"]
@@ -74,12 +75,14 @@ class JobRunner:
         *,
         repositories: OcirRepositories | None = None,
         spool: Spool | None = None,
+        retention: Retention | None = None,
     ) -> None:
         self._settings = settings
         self._registries = registries
         self._metrics = metrics
         self._placer = placer
         self._repositories = repositories
+        self._retention = retention or Retention(placer, registries)
         self._locations = BlobLocations()  # shared across jobs: mounts between repositories
         self._options = CopyOptions(
             retry=registries.retry,
@@ -145,6 +148,8 @@ class JobRunner:
             for key, record in records.items()
             if record.status is not DestinationStatus.SUCCEEDED
         }
+        if job.action is Action.EXPIRE:
+            return await self._expire(job, records, todo)
         deleting = job.action is Action.DELETE
         if deleting and not self._placer.mirrors_deletes(job.repository, job.tag):
             for key in todo:
@@ -170,7 +175,44 @@ class JobRunner:
             )
         else:
             result = await self._push(job, records, targets, on_progress)
-        return self._merge(records, result)
+        attempt = self._merge(records, result)
+        if not deleting:
+            await self._retain(job, attempt, list(todo))
+        return attempt
+
+    async def _expire(
+        self, job: Job, records: dict[str, DestinationRecord], todo: dict[str, tuple[str, str]]
+    ) -> Attempt:
+        """An EXPIRE job (reconciliation's retention): the tag goes while its rule still
+        expires it, by ECR's listing now; ECR unreachable is a retryable failure."""
+        targets = self._destinations(job, todo, pin_digest=True)
+        try:
+            outcome = await self._retention.expire(
+                job, str(self.source_reference(job)), list(targets.values())
+            )
+        except SyncError as error:
+            for key in todo:
+                records[key] = DestinationRecord(
+                    status=DestinationStatus.FAILED, error=str(error), retryable=error.retryable
+                )
+            return Attempt(records)
+        if isinstance(outcome, str):
+            return Attempt(records, superseded=outcome)
+        return self._merge(records, outcome)
+
+    async def _retain(self, job: Job, attempt: Attempt, regions: list[str]) -> None:
+        """After a push: the rule's retention at the regions that took it, noted in their
+        records (a retention failure never fails the push)."""
+        done = [
+            key
+            for key in regions
+            if attempt.destinations[key].status is DestinationStatus.SUCCEEDED
+        ]
+        details = await self._retention.after_push(job, str(self.source_reference(job)), done)
+        for key, detail in details.items():
+            record = attempt.destinations[key]
+            joined = f"{record.detail}; {detail}" if record.detail else detail
+            attempt.destinations[key] = record.with_progress(detail=joined)
 
     async def _prepare(self, targets: dict[str, Destination]) -> dict[str, SyncError]:
         """Create missing OCIR repositories where a compartment is configured."""
