@@ -293,7 +293,14 @@ async def test_the_mirrors_own_referrer_tags_are_never_drift(ecr, dest_open, set
 
     plan = await plan_for(settings, dest_open, ecr)
 
-    assert plan.totals() == {"copy": 0, "update": 0, "delete": 0, "in_sync": 1, "errors": 0}
+    assert plan.totals() == {
+        "copy": 0,
+        "update": 0,
+        "delete": 0,
+        "expire": 0,
+        "in_sync": 1,
+        "errors": 0,
+    }
 
 
 class PassesFailOnce(JobStore):

@@ -13,9 +13,8 @@ __all__ = ["Action", "Origin", "SyncRequest"]
 class Action(StrEnum):
     PUSH = "PUSH"
     DELETE = "DELETE"  # the tag is gone from ECR
-    EXPIRE = (
-        "EXPIRE"  # ECR still has the tag; its rule's retain no longer keeps it (never an event)
-    )
+    # ECR still has the tag, but its rule's retain no longer keeps it (never an event).
+    EXPIRE = "EXPIRE"
 
 
 class Origin(StrEnum):
