@@ -25,7 +25,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from ecr_ocir_sync.jobs.request import Action
+from ecr_ocir_sync.jobs.request import EVENT_ACTIONS
 from ecr_ocir_sync.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -579,7 +579,7 @@ def test_eventbridge_rule_sends_what_the_service_syncs() -> None:
         assert pattern["source"] == ["aws.ecr"]
         assert pattern["detail-type"] == ["ECR Image Action"]
         assert pattern["detail"]["result"] == ["SUCCESS"]
-        assert set(pattern["detail"]["action-type"]) == {action.value for action in Action}
+        assert set(pattern["detail"]["action-type"]) == {action.value for action in EVENT_ACTIONS}
     assert with_prefix["detail"]["repository-name"] == [{"prefix": {"Ref": "RepositoryPrefix"}}]
     assert "repository-name" not in without_prefix["detail"]
 

@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from ecr_ocir_sync.oci.digest import Digest
 
-__all__ = ["Action", "Origin", "SyncRequest"]
+__all__ = ["EVENT_ACTIONS", "Action", "Origin", "SyncRequest"]
 
 
 class Action(StrEnum):
@@ -15,6 +15,10 @@ class Action(StrEnum):
     DELETE = "DELETE"  # the tag is gone from ECR
     # ECR still has the tag, but its rule's retain no longer keeps it (never an event).
     EXPIRE = "EXPIRE"
+
+
+#: The actions an ECR event carries (EventBridge's ``action-type``); EXPIRE is never one.
+EVENT_ACTIONS = frozenset({Action.PUSH, Action.DELETE})
 
 
 class Origin(StrEnum):

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from ecr_ocir_sync.errors import InvalidReferenceError, SyncError
-from ecr_ocir_sync.jobs.request import Action, SyncRequest
+from ecr_ocir_sync.jobs.request import EVENT_ACTIONS, Action, SyncRequest
 from ecr_ocir_sync.oci.digest import Digest, parse_digest
 from ecr_ocir_sync.oci.reference import check_repository, check_tag
 
@@ -113,7 +113,7 @@ def parse_event(
     if result is not None and result != "SUCCESS":
         return IgnoredEvent(f"detail.result is {result!r}, only SUCCESS events are synced")
     action_text = _required(detail, "action-type", "detail.")
-    if action_text not in (Action.PUSH, Action.DELETE):
+    if action_text not in EVENT_ACTIONS:
         return IgnoredEvent(f"detail.action-type {action_text!r} is neither PUSH nor DELETE")
     repository = _required(detail, "repository-name", "detail.")
     repository = _checked("detail.repository-name", check_repository, repository)
