@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from ecr_ocir_sync.jobs.postgres import PostgresJobStore
-from ecr_ocir_sync.jobs.request import Action, SyncRequest
+from ecr_ocir_sync.jobs.request import EVENT_ACTIONS, Action, SyncRequest
 from ecr_ocir_sync.settings import Settings
 from tests.support.kustomize import render
 from tests.test_deploy import KUBERNETES_VERSIONS, UVICORN_GRACEFUL_SECONDS, _template_at
@@ -183,7 +183,7 @@ def test_the_rule_puts_every_synced_event_on_the_queue() -> None:
     rule = resources["Rule"]["Properties"]
     for pattern in rule["EventPattern"]["Fn::If"][1:]:
         assert pattern["source"] == ["aws.ecr"]
-        assert set(pattern["detail"]["action-type"]) == {action.value for action in Action}
+        assert set(pattern["detail"]["action-type"]) == {action.value for action in EVENT_ACTIONS}
     [target] = rule["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": ["Queue", "Arn"]}
     assert "InputTransformer" not in target  # the service parses the whole event
