@@ -135,3 +135,20 @@ def postgres_server() -> Iterator[PostgresServer]:
 def database_url(postgres_server: PostgresServer) -> str:
     """The URL of a new, empty database (the job store creates its schema in it)."""
     return postgres_server.create_database()
+
+
+@pytest.fixture
+def moto_server() -> Iterator[str]:
+    """moto's ECR API on a loopback port, for processes other than this one."""
+    import httpx  # noqa: PLC0415
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415
+
+    from tests.support.ports import free_port  # noqa: PLC0415
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    httpx.post(f"{url}/moto-api/reset")  # moto's state is per process, not per server
+    yield url
+    server.stop()

@@ -7,7 +7,6 @@ import sqlite3
 import subprocess
 
 import boto3
-import httpx
 import pytest
 from moto import mock_aws
 
@@ -169,22 +168,6 @@ async def test_applying_a_plan_enqueues_one_job_per_image_and_action(
         ("PUSH", "1"),
         ("PUSH", "2"),
     ]
-
-
-@pytest.fixture
-def moto_server():
-    """moto's ECR API on a loopback port, for processes other than this one."""
-    from moto.server import ThreadedMotoServer  # noqa: PLC0415
-
-    from tests.support.ports import free_port  # noqa: PLC0415
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    httpx.post(f"{url}/moto-api/reset")  # moto's state is per process, not per server
-    yield url
-    server.stop()
 
 
 @pytest.fixture

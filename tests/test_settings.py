@@ -258,3 +258,108 @@ def test_the_readme_table_lists_exactly_the_settings_variables():
     }
 
     assert _readme_variables() - boto3 == Settings.variables() - {"HOSTNAME"}
+
+
+# --- several ECR sources (AWS accounts x regions) --------------------------------------------
+
+OTHER_ACCOUNT = "210987654321"
+NO_ENDPOINT = {k: v for k, v in GOOD.items() if k != "ECR_ENDPOINT"}
+TWO_ACCOUNTS = {**NO_ENDPOINT, "SYNC_ALLOWED_ACCOUNTS": f"123456789012,{OTHER_ACCOUNT}"}
+
+
+@pytest.mark.parametrize(
+    "allowed",
+    [
+        {"SYNC_ALLOWED_ACCOUNTS": f"123456789012,{OTHER_ACCOUNT}"},
+        {"SYNC_ALLOWED_REGIONS": "ap-southeast-2,ap-southeast-4"},
+    ],
+)
+def test_several_accounts_or_regions_are_refused_without_shared_destinations(allowed):
+    message = service_error({**NO_ENDPOINT, **allowed})
+
+    assert "SYNC_ALLOWED_ACCOUNTS and SYNC_ALLOWED_REGIONS allow 2 ECR sources" in message
+    assert "same <namespace>/<repository> at OCIR" in message
+    assert "allow one account and one region per deployment" in message
+    assert "or set SYNC_SHARED_DESTINATIONS=true" in message
+
+
+def test_shared_destinations_lets_several_accounts_start():
+    settings = Settings.from_environ({**TWO_ACCOUNTS, "SYNC_SHARED_DESTINATIONS": "on"})
+
+    assert settings.require_service().ecr_sources == [
+        ("123456789012", "ap-southeast-2"),
+        (OTHER_ACCOUNT, "ap-southeast-2"),
+    ]
+
+
+def test_each_account_and_region_may_have_its_own_ecr_endpoint():
+    settings = Settings.from_environ(
+        {
+            **TWO_ACCOUNTS,
+            "SYNC_SHARED_DESTINATIONS": "true",
+            "ECR_ENDPOINT_123456789012_AP_SOUTHEAST_2": "http://127.0.0.1:5002",
+            f"ECR_ENDPOINT_{OTHER_ACCOUNT}_AP_SOUTHEAST_2": "https://ecr-b.internal/",
+        }
+    ).require_service()
+
+    assert settings.ecr_endpoints == {
+        ("123456789012", "ap-southeast-2"): Endpoint("127.0.0.1:5002", insecure=True),
+        (OTHER_ACCOUNT, "ap-southeast-2"): Endpoint("ecr-b.internal", insecure=False),
+    }
+    assert "127.0.0.1:5002" in settings.insecure_registries
+    assert "ecr-b.internal" not in settings.insecure_registries
+
+
+def test_the_plain_ecr_endpoint_stands_for_the_one_account_and_region():
+    assert service().ecr_endpoints == {
+        ("123456789012", "ap-southeast-2"): Endpoint("ecr.internal", insecure=True)
+    }
+
+
+def test_the_plain_ecr_endpoint_is_refused_as_ambiguous_with_several_sources():
+    message = service_error(
+        {**TWO_ACCOUNTS, "SYNC_SHARED_DESTINATIONS": "true", "ECR_ENDPOINT": "http://ecr:5000"}
+    )
+
+    assert "ECR_ENDPOINT='ecr:5000': ambiguous with 2 ECR sources allowed" in message
+    assert "e.g. ECR_ENDPOINT_123456789012_AP_SOUTHEAST_2, and unset ECR_ENDPOINT" in message
+
+
+def test_each_bad_ecr_endpoint_member_is_named_by_its_own_variable():
+    message = service_error(
+        {
+            **TWO_ACCOUNTS,
+            "SYNC_SHARED_DESTINATIONS": "true",
+            "ECR_ENDPOINT_123456789012_AP_SOUTHEAST_2": "ecr-a.internal",
+            "ECR_ENDPOINT_12345_SYDNEY": "http://ecr:5000",
+            "ECR_ENDPOINT_999999999999_AP_SOUTHEAST_2": "http://ecr-c:5000",
+        }
+    )
+
+    assert (
+        "ECR_ENDPOINT_123456789012_AP_SOUTHEAST_2='ecr-a.internal': expected a registry URL"
+    ) in message
+    assert (
+        "ECR_ENDPOINT_12345_SYDNEY='http://ecr:5000': expected ECR_ENDPOINT_<ACCOUNT>_<REGION>"
+    ) in message
+    assert (
+        "ECR_ENDPOINT_999999999999_AP_SOUTHEAST_2: account 999999999999 in ap-southeast-2 "
+        "is not allowed by SYNC_ALLOWED_ACCOUNTS and SYNC_ALLOWED_REGIONS"
+    ) in message
+    assert len(message.splitlines()) == 1 + 3
+
+
+def test_two_sources_may_not_share_one_ecr_host():
+    message = service_error(
+        {
+            **TWO_ACCOUNTS,
+            "SYNC_SHARED_DESTINATIONS": "true",
+            "ECR_ENDPOINT_123456789012_AP_SOUTHEAST_2": "http://ecr:5000",
+            f"ECR_ENDPOINT_{OTHER_ACCOUNT}_AP_SOUTHEAST_2": "http://ecr:5000",
+        }
+    )
+
+    assert (
+        f"ECR_ENDPOINT_123456789012_AP_SOUTHEAST_2 and ECR_ENDPOINT_{OTHER_ACCOUNT}"
+        "_AP_SOUTHEAST_2 both name ecr:5000: each account and region needs its own"
+    ) in message

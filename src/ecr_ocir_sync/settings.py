@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from pydantic import BeforeValidator, Field, PrivateAttr, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from ecr_ocir_sync import settings_sources as sources
 from ecr_ocir_sync import settings_values as parse
 from ecr_ocir_sync.errors import ConfigError, InvalidReferenceError
 from ecr_ocir_sync.oci.reference import check_repository
@@ -63,6 +64,7 @@ _FAMILIES = {
     "OCI_ARTIFACTS_ENDPOINT_<KEY>": "OCI_ARTIFACTS_ENDPOINT_",
     "OCI_LIMITS_ENDPOINT_<KEY>": "OCI_LIMITS_ENDPOINT_",
     "OCIR_TOKEN_ENDPOINT_<KEY>": "OCIR_TOKEN_ENDPOINT_",
+    sources.FAMILY: sources.PREFIX,
 }
 _REQUIRED_HINTS = {
     "OCI_TENANCY": "the OCIR namespace destinations live under",
@@ -206,6 +208,12 @@ class Settings(BaseSettings):
     ecr_endpoint: Annotated[Endpoint | None, BeforeValidator(parse.endpoint)] = Field(
         None, alias="ECR_ENDPOINT"
     )
+    ecr_endpoint_variables: dict[
+        Annotated[str, BeforeValidator(sources.member_name)], _EndpointUrl
+    ] = Field(default_factory=dict, alias="ECR_ENDPOINT_<ACCOUNT>_<REGION>")
+    # several accounts or regions may mirror to the same OCIR names (README: "Several
+    # AWS accounts or regions")
+    shared_destinations: Flag = Field(False, alias="SYNC_SHARED_DESTINATIONS")
     api_key: Annotated[SecretStr | None, BeforeValidator(_api_key)] = Field(
         None, alias="SYNC_API_KEY"
     )
@@ -403,6 +411,12 @@ class Settings(BaseSettings):
                 "SYNC_API_KEY is required (the shared secret callers send as X-API-Key); "
                 "set SYNC_ALLOW_UNAUTHENTICATED=true to run without one"
             )
+        extra += sources.problems(
+            self.ecr_endpoint_variables,
+            self.ecr_endpoint,
+            self.ecr_sources,
+            shared=self.shared_destinations,
+        )
         variables = [str(field.alias) for field in type(self).model_fields.values()]
         required = _SERVICE_REQUIRED
         if self.registry_auth is RegistryAuth.TOKEN_EXCHANGE:  # no user, no long-lived token
@@ -437,12 +451,22 @@ class Settings(BaseSettings):
         return _by_key(self.token_endpoint_variables, "OCIR_TOKEN_ENDPOINT_<KEY>")
 
     @property
+    def ecr_sources(self) -> list[tuple[str, str]]:
+        """Every allowed (AWS account, AWS region), in a stable order."""
+        return sources.sources(self.allowed_accounts, self.allowed_regions)
+
+    @property
+    def ecr_endpoints(self) -> dict[tuple[str, str], Endpoint]:
+        """(account, region) → ECR registry endpoint, from ECR_ENDPOINT_<ACCOUNT>_<REGION>
+        and, with one allowed account and region, ECR_ENDPOINT."""
+        return sources.endpoints(self.ecr_endpoint_variables, self.ecr_endpoint, self.ecr_sources)
+
+    @property
     def insecure_registries(self) -> frozenset[str]:
         """Hosts spoken to over plain HTTP: SYNC_INSECURE_REGISTRIES and http:// endpoints."""
         hosts = set(self.insecure_variable)
         hosts |= {e.host for e in self.ocir_endpoints.values() if e.insecure}
-        if self.ecr_endpoint is not None and self.ecr_endpoint.insecure:
-            hosts.add(self.ecr_endpoint.host)
+        hosts |= {e.host for e in self.ecr_endpoints.values() if e.insecure}
         return frozenset(hosts)
 
     def region_endpoint(self, key: str) -> str:

@@ -92,7 +92,7 @@ class JobRunner:
         )
 
     def source_reference(self, job: Job) -> ImageReference:
-        endpoint = self._settings.ecr_endpoint
+        endpoint = self._settings.ecr_endpoints.get((job.account, job.region))
         host = endpoint.host if endpoint else ecr_host(job.account, job.region)
         digest = Digest(job.digest) if job.digest else None
         return ImageReference(host, job.repository, job.tag, digest)

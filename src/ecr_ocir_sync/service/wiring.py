@@ -105,12 +105,10 @@ def repository_settings(settings: Settings) -> OcirRepositorySettings | None:
 
 def build_registries(settings: Settings) -> Registries:
     """Registry clients with the service's credentials, plain-HTTP hosts and retries."""
-    ecr_hosts = {}
-    if settings.ecr_endpoint is not None:
-        # An overridden endpoint stands for the first allowed account and region.
-        account = sorted(settings.allowed_accounts)[0]
-        region = sorted(settings.allowed_regions)[0]
-        ecr_hosts[settings.ecr_endpoint.host] = (account, region)
+    # An overridden endpoint's host does not say whose registry it is: each stands for
+    # its own account and region (ECR_ENDPOINT_<ACCOUNT>_<REGION>, or ECR_ENDPOINT for
+    # the one allowed), whose GetAuthorizationToken logs in to it.
+    ecr_hosts = {endpoint.host: source for source, endpoint in settings.ecr_endpoints.items()}
     credentials = build_credentials(
         CredentialSettings(
             authfile=settings.registry_auth_file,
