@@ -15,7 +15,16 @@ from collections.abc import Iterable, Mapping
 
 from ecr_ocir_sync.settings_values import Endpoint
 
-__all__ = ["FAMILY", "PREFIX", "Source", "endpoints", "member_name", "problems", "sources", "variable"]
+__all__ = [
+    "FAMILY",
+    "PREFIX",
+    "Source",
+    "endpoints",
+    "member_name",
+    "problems",
+    "sources",
+    "variable",
+]
 
 FAMILY = "ECR_ENDPOINT_<ACCOUNT>_<REGION>"
 PREFIX = "ECR_ENDPOINT_"
