@@ -65,7 +65,8 @@ def _unit(module: str) -> str:
     """``ecr_ocir_sync.engine.tee`` → ``engine``; ``ecr_ocir_sync.settings`` → ``settings``."""
     parts = module.split(".")
     name = parts[1] if len(parts) > 1 else "__init__"
-    return name.removesuffix("_values")  # settings_values belongs to settings
+    # settings_values and settings_sources belong to settings
+    return name.removesuffix("_values").removesuffix("_sources")
 
 
 def import_graph() -> dict[str, set[str]]:
