@@ -151,6 +151,65 @@ async def test_a_refused_chunk_resumes_the_same_upload_where_the_registry_says_i
     assert skopeo.manifest_digest(f"{dest_open.host}/app:1") == image.digest
 
 
+def _patches(proxy: HttpFaultProxy) -> list[str | None]:
+    """Each PATCH's Content-Range header (None: one streamed PATCH of the whole blob)."""
+    return [
+        head.get("content-range")
+        for line, head in zip(proxy.requests, proxy.heads, strict=True)
+        if line.startswith("PATCH ")
+    ]
+
+
+@pytest.mark.parametrize("status", [413, 405])
+async def test_a_refused_single_upload_falls_back_to_chunks_in_a_new_session(
+    status, source, dest_open, push_source, tmp_path
+):
+    image = build_image([layer_bytes(1_000_000, 206)])
+    push_source.image("app", "1", image)
+    proxy = await HttpFaultProxy(dest_open.port, Fault("PATCH", 1, status=status)).start()
+    try:
+        async with make_registries(source.host, proxy.host, logins={}) as pool:
+            result = await copy(
+                pool, f"{source.host}/app:1", [f"{proxy.host}/app"], spooled(tmp_path)
+            )
+    finally:
+        await proxy.stop()
+
+    assert result.ok, result
+    patches = _patches(proxy)
+    assert patches[0] is None  # offered the single streamed PATCH first (the default)
+    assert len([p for p in patches if p is not None]) == 1, patches  # then one chunk
+    assert proxy.count("POST") == 3, proxy.requests  # the refused blob got a new session
+    assert result.bytes_read == image.size  # the second way was fed from the spool
+    assert skopeo.manifest_digest(f"{dest_open.host}/app:1") == image.digest
+
+
+async def test_a_refused_chunk_falls_back_to_one_streamed_upload(
+    source, dest_open, push_source, tmp_path
+):
+    image = build_image([layer_bytes(1_000_000, 207)])
+    push_source.image("app", "1", image)
+    proxy = await HttpFaultProxy(dest_open.port, Fault("PATCH", 1, status=416)).start()
+    try:
+        async with make_registries(source.host, proxy.host, logins={}) as pool:
+            result = await copy(
+                pool,
+                f"{source.host}/app:1",
+                [f"{proxy.host}/app"],
+                spooled(tmp_path, upload_chunk_bytes=256 * 1024),
+            )
+    finally:
+        await proxy.stop()
+
+    assert result.ok, result
+    patches = _patches(proxy)
+    assert patches[0] is not None  # offered chunks first (configured)
+    assert None in patches, patches  # the refused blob then went as one streamed PATCH
+    assert proxy.count("POST") == 3, proxy.requests
+    assert result.bytes_read == image.size
+    assert skopeo.manifest_digest(f"{dest_open.host}/app:1") == image.digest
+
+
 async def test_a_stalled_destination_is_cancelled_by_the_no_progress_rule_and_retried(
     source, dest_open, push_source, tmp_path
 ):

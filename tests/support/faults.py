@@ -180,6 +180,7 @@ class HttpFaultProxy:
         self.upstream_port = upstream_port
         self.faults = list(faults)
         self.requests: list[str] = []  # "METHOD /path?query"
+        self.heads: list[dict[str, str]] = []  # each request's headers, lowercase names
         self.released = asyncio.Event()
         self._seen: dict[str, int] = {}
         self._server: asyncio.Server | None = None
@@ -237,6 +238,8 @@ class HttpFaultProxy:
         headers = [
             line for line in lines[1:] if line and not line.lower().startswith("connection:")
         ]
+        fields = [line.partition(":") for line in headers]
+        self.heads.append({name.strip().lower(): value.strip() for name, _, value in fields})
         length = next(
             (int(h.split(":", 1)[1]) for h in headers if h.lower().startswith("content-length:")), 0
         )
