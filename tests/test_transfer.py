@@ -282,6 +282,35 @@ async def test_with_the_spool_a_held_destination_does_not_hold_back_the_other(
     assert skopeo.manifest_digest(f"{slow_registry.host}/app:1") == image.digest
 
 
+async def test_blobs_held_at_a_slow_region_do_not_keep_the_copys_blob_slots_from_a_fast_one(
+    source, dest_open, start_registry, push_source, tmp_path
+):
+    slow_registry = start_registry("slow")
+    image = build_image([layer_bytes(512 * 1024, 210 + n) for n in range(4)])
+    push_source.image("app", "1", image)
+    # Two uploads held at once: as many as the copy has blob slots.
+    held = await HttpFaultProxy(
+        slow_registry.port, Fault("PATCH", 1, stall=True), Fault("PATCH", 2, stall=True)
+    ).start()
+    options = spooled(tmp_path, stall_seconds=60.0, blob_concurrency=2)
+    try:
+        async with make_registries(source.host, dest_open.host, held.host, logins={}) as pool:
+            copying = asyncio.create_task(
+                copy(pool, f"{source.host}/app:1", [f"{dest_open.host}/app", f"{held.host}/app"],
+                     options)
+            )  # fmt: skip
+            await asyncio.wait_for(tag_present(dest_open, "app", "1"), 30)
+            assert not copying.done()  # the slow region still holds two uploads
+            held.release()
+            result = await copying
+    finally:
+        await held.stop()
+
+    assert result.ok, result
+    assert result.bytes_read == image.size  # the held uploads were retried from the spool
+    assert skopeo.manifest_digest(f"{slow_registry.host}/app:1") == image.digest
+
+
 async def test_a_blob_larger_than_the_spool_budget_goes_in_lockstep_with_a_warning_event(
     source, dest_open, push_source, registries, tmp_path
 ):

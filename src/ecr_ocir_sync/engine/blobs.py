@@ -81,13 +81,17 @@ class BlobCopier:
             self.on_copied(sink, blob)
 
     async def copy(
-        self, blob: Descriptor, sinks: Sequence[BlobSink]
+        self,
+        blob: Descriptor,
+        sinks: Sequence[BlobSink],
+        on_read: Callable[[], None] | None = None,
     ) -> dict[BlobSink, SyncError | None]:
         """Put ``blob`` in every sink; each sink's final error, or None when it has it.
 
         A sink whose registry is already receiving this blob (from another copy
         of this process, or another sink of this one) waits for that transfer,
         then finds the blob there or mounts it, instead of sending it again.
+        ``on_read``: see :meth:`FanOut.send`.
         """
         results: dict[BlobSink, SyncError | None] = {}
         owned: list[BlobSink] = []
@@ -99,7 +103,7 @@ class BlobCopier:
             else:
                 followers.append((sink, moving))
         try:
-            results.update(await self._transfer(blob, owned))
+            results.update(await self._transfer(blob, owned, on_read))
         finally:
             for sink in owned:
                 ok = sink in results and results[sink] is None
@@ -118,7 +122,10 @@ class BlobCopier:
         return (await self.copy(blob, [sink]))[sink]
 
     async def _transfer(
-        self, blob: Descriptor, sinks: Sequence[BlobSink]
+        self,
+        blob: Descriptor,
+        sinks: Sequence[BlobSink],
+        on_read: Callable[[], None] | None = None,
     ) -> dict[BlobSink, SyncError | None]:
         """Mount where possible, else stream from the source with per-blob retries."""
         results: dict[BlobSink, SyncError | None] = {}
@@ -131,7 +138,7 @@ class BlobCopier:
         attempt = 1
         fan_out = self._fan_out()
         while pending:
-            sent = await fan_out.send(blob, pending)
+            sent = await fan_out.send(blob, pending, on_read)
             retry: list[tuple[BlobSink, SyncError]] = []
             for sink, error in zip(pending, sent.errors, strict=True):
                 if error is None:

@@ -86,6 +86,11 @@ class BlobBuffer:
         async with self._changed:
             if error is None:
                 self.complete = True
+                if self._fd is not None:
+                    # Every byte is on the spool: the window's memory is not kept for
+                    # regions that may take long to read the rest (they read the file).
+                    self._chunks.clear()
+                    self._held = 0
             else:
                 self.error = error
             self._changed.notify_all()

@@ -208,13 +208,26 @@ class _Copy:
                 )
 
         async def one(blob: Descriptor) -> None:
-            async with slots:
+            # A blob slot bounds the source reads of this copy: it is given back as soon
+            # as the blob is read and spooled, so regions still receiving it from the
+            # spool never keep a faster region from its next blobs.
+            await slots.acquire()
+            held = [True]
+
+            def give_back() -> None:
+                if held[0]:
+                    held[0] = False
+                    slots.release()
+
+            try:
                 needing = [s for s in self.active() if blob.digest in s.missing_blobs]
                 if not needing:
                     return
-                outcome = await self.copier.copy(blob, [s.sink for s in needing])
+                outcome = await self.copier.copy(blob, [s.sink for s in needing], give_back)
                 for state in needing:
                     settled(state.destination.key, blob.digest, outcome.get(state.sink))
+            finally:
+                give_back()
 
         try:
             await asyncio.gather(*(one(blob) for blob in image.blobs))

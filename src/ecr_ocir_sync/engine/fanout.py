@@ -68,7 +68,15 @@ class FanOut:
     on_fallback: Callable[[Descriptor], None]
     on_delivered: Callable[[Descriptor, BlobSink], None]  # a sink has it, as it happens
 
-    async def send(self, blob: Descriptor, sinks: Sequence[BlobSink]) -> FanOutResult:
+    async def send(
+        self,
+        blob: Descriptor,
+        sinks: Sequence[BlobSink],
+        on_read: Callable[[], None] | None = None,
+    ) -> FanOutResult:
+        """Read ``blob`` once and deliver it to every sink. ``on_read`` is called as soon
+        as the source read has ended verified with every byte on the spool: from then on
+        the deliveries need nothing from the source (nor the caller's blob slot)."""
         reservation = self.spool.reserve(blob.digest, blob.size) if self.spool else None
         if self.spool is not None and reservation is None:
             self.on_fallback(blob)
@@ -79,14 +87,19 @@ class FanOut:
             async with contextlib.AsyncExitStack() as slots:
                 if not buffer.spooled:
                     await _take_all(slots, [self.source, *(sink.client for sink in sinks)])
-                return FanOutResult(await self._run(blob, sinks, buffer), buffer.spooled)
+                errors = await self._run(blob, sinks, buffer, on_read)
+                return FanOutResult(errors, buffer.spooled)
         finally:
             buffer.close()
             if reservation is not None and self.spool is not None:
                 self.spool.release(reservation)
 
     async def _run(
-        self, blob: Descriptor, sinks: Sequence[BlobSink], buffer: BlobBuffer
+        self,
+        blob: Descriptor,
+        sinks: Sequence[BlobSink],
+        buffer: BlobBuffer,
+        on_read: Callable[[], None] | None,
     ) -> list[SyncError | None]:
         settings = self.settings
         read = SourceRead(
@@ -117,7 +130,7 @@ class FanOut:
         ]
         for delivery in deliveries:
             buffer.expect(delivery)
-        reader = asyncio.create_task(read.run())
+        reader = asyncio.create_task(_read_then(read, buffer, on_read))
         tasks = [asyncio.create_task(self._deliver(blob, delivery)) for delivery in deliveries]
         try:
             # When every delivery has ended, nobody needs the rest of the source.
@@ -135,6 +148,14 @@ class FanOut:
         if error is None:
             self.on_delivered(blob, delivery.sink)
         return error
+
+
+async def _read_then(
+    read: SourceRead, buffer: BlobBuffer, on_read: Callable[[], None] | None
+) -> None:
+    await read.run()
+    if on_read is not None and buffer.spooled and buffer.complete:
+        on_read()
 
 
 async def _take_all(stack: contextlib.AsyncExitStack, clients: Sequence[RegistryClient]) -> None:
