@@ -24,6 +24,7 @@ class Outcome:
     rss_kib: int
     forwarded: int | None = None  # request bytes the reset proxy passed to its region
     cuts: int | None = None
+    reruns: int = 0  # skopeo processes run again after a failure
 
 
 _ROWS = {
@@ -35,7 +36,7 @@ _ROWS = {
     "slow/ours": ("200 / 200 / 50", "ours, one process, 2 regions"),
     "slow/skopeo": ("200 / 200 / 50", "skopeo, mel then syd"),
     "reset/ours": ("200 / 200 / 200, syd reset", "ours, one process, 2 regions"),
-    "reset/skopeo": ("200 / 200 / 200, syd reset", "skopeo --retry-times 3, mel then syd"),
+    "reset/skopeo": ("200 / 200 / 200, syd reset", "skopeo, mel then syd (run again)"),
 }
 
 
@@ -107,6 +108,7 @@ def _findings(fig: _Figures, image: PushedImage, slow: float, reset_at: float) -
     read = fig.get("reset/ours", lambda o: o.bytes_read) / size
     sent = fig.get("reset/ours", lambda o: o.source_sent) / size
     skopeo_sent = fig.get("reset/skopeo", lambda o: o.source_sent) / size
+    reruns = fig.get("reset/skopeo", lambda o: o.reruns)
     lines = [
         (
             f"- equal links, 2 regions: ours {fig.wall('equal2/ours'):.2f} s, "
@@ -126,8 +128,8 @@ def _findings(fig: _Figures, image: PushedImage, slow: float, reset_at: float) -
             f"- reset at {reset_at:.0%} of syd's upload: ours read {read:.3f}x the image (JSON; "
             f"the source sent {sent:.3f}x) and sent syd {ours_re / MIB:.1f} MiB beyond the image "
             f"(headers included) after {reset_at * size / MIB:.1f} MiB had reached it; skopeo "
-            f"(--retry-times 3, both regions) had the source send {skopeo_sent:.3f}x and sent syd "
-            f"{skopeo_re / MIB:.1f} MiB beyond the image"
+            f"(failed, run again {reruns:g} time(s); both regions) had the source send "
+            f"{skopeo_sent:.3f}x and sent syd {skopeo_re / MIB:.1f} MiB beyond the image"
         ),
     ]
     targets = [
