@@ -11,6 +11,10 @@ from bench.measure import median
 
 __all__ = ["Outcome", "render"]
 
+# At MTU 1500 a TCP segment (timestamps on) carries 1448 bytes in a 1514-byte frame;
+# tbf on a veth counts the frame.
+_MSS, _FRAME = 1448, 1514
+
 
 @dataclass(slots=True)
 class Outcome:
@@ -100,6 +104,7 @@ class _Target:
 def _findings(fig: _Figures, image: PushedImage, slow: float, reset_at: float) -> list[str]:
     size = image.size
     limit = size * 8 / (slow * 1_000_000)
+    wire = limit * _FRAME / _MSS
     alone = fig.present("slow/ours-mel-alone", "mel")
     ours_re = fig.get("reset/ours", lambda o: o.forwarded) - size
     skopeo_re = fig.get("reset/skopeo", lambda o: o.forwarded) - size
@@ -121,8 +126,10 @@ def _findings(fig: _Figures, image: PushedImage, slow: float, reset_at: float) -
         (
             f"- syd at {slow:g} Mbit/s: ours has the image in mel at {mel_slow:.2f} s (mel alone: "
             f"{alone:.2f} s) and in syd at {syd_slow:.2f} s; syd's link limit (image bytes at "
-            f"{slow:g} Mbit/s, headers not counted) is {limit:.2f} s; skopeo: mel at "
-            f"{mel_skopeo:.2f} s, syd at {syd_skopeo:.2f} s"
+            f"{slow:g} Mbit/s, headers not counted) is {limit:.2f} s, {wire:.2f} s counting the "
+            f"headers tbf sees ({_FRAME}-byte frames per {_MSS} bytes of TCP payload): "
+            f"{syd_slow / wire:.3f}x that; skopeo: mel at {mel_skopeo:.2f} s, syd at "
+            f"{syd_skopeo:.2f} s ({syd_skopeo - mel_skopeo:.2f} s for syd alone)"
         ),
         (
             f"- reset at {reset_at:.0%} of syd's upload: ours read {read:.3f}x the image (JSON; "
