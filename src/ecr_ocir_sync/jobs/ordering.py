@@ -35,6 +35,7 @@ __all__ = [
     "fetch",
     "migrate",
     "never_finished",
+    "new_job_row",
     "out_of_attempts",
     "prune",
     "row_job",
@@ -126,6 +127,27 @@ def abandon(
     )
 
 
+def new_job_row(request: SyncRequest, key: str, event_time: float, now: float) -> dict[str, Any]:
+    """The columns of a job just accepted, the same for every backend."""
+    return {
+        "id": uuid.uuid4().hex,
+        "action": request.action.value,
+        "account": request.account,
+        "region": request.region,
+        "repository": request.repository,
+        "tag": request.tag,
+        "digest": request.digest,
+        "image_key": key,
+        "event_time": event_time,
+        "event_id": request.event_id,
+        "state": JobState.PENDING.value,
+        "not_before": now,
+        "created": now,
+        "updated": now,
+        "origin": request.origin.value,
+    }
+
+
 def _backlog(connection: sqlite3.Connection) -> int:
     row = connection.execute(
         "SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running')"
@@ -171,23 +193,7 @@ def submit(
         return SubmitResult(fetch(connection, pending["id"]), coalesced=True)
     if max_pending is not None and _backlog(connection) >= max_pending:
         raise BacklogFullError(f"{max_pending} jobs are pending or running (SYNC_MAX_PENDING_JOBS)")
-    values: dict[str, Any] = {
-        "id": uuid.uuid4().hex,
-        "action": request.action.value,
-        "account": request.account,
-        "region": request.region,
-        "repository": request.repository,
-        "tag": request.tag,
-        "digest": request.digest,
-        "image_key": key,
-        "event_time": event_time,
-        "event_id": request.event_id,
-        "state": JobState.PENDING.value,
-        "not_before": now,
-        "created": now,
-        "updated": now,
-        "origin": request.origin.value,
-    }
+    values = new_job_row(request, key, event_time, now)
     cursor = connection.execute(
         f"INSERT INTO jobs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",  # noqa: S608 - column names are ours
         tuple(values.values()),

@@ -8,9 +8,7 @@ transaction-scoped advisory lock, so they are serialised across processes.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
-from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
@@ -25,7 +23,7 @@ from ecr_ocir_sync.jobs.model import (
     SubmitResult,
     destinations_from_text,
 )
-from ecr_ocir_sync.jobs.ordering import clamped_event_time, never_finished
+from ecr_ocir_sync.jobs.ordering import clamped_event_time, never_finished, new_job_row
 from ecr_ocir_sync.jobs.postgres_schema import SCHEMA_LOCK
 from ecr_ocir_sync.jobs.request import Action, Origin, SyncRequest
 
@@ -236,23 +234,7 @@ async def submit(
     # flight at that moment, never by more.
     if max_pending is not None and await _backlog(connection) >= max_pending:
         raise BacklogFullError(f"{max_pending} jobs are pending or running (SYNC_MAX_PENDING_JOBS)")
-    values: dict[str, Any] = {
-        "id": uuid.uuid4().hex,
-        "action": request.action.value,
-        "account": request.account,
-        "region": request.region,
-        "repository": request.repository,
-        "tag": request.tag,
-        "digest": request.digest,
-        "image_key": key,
-        "event_time": event_time,
-        "event_id": request.event_id,
-        "state": JobState.PENDING.value,
-        "not_before": now,
-        "created": now,
-        "updated": now,
-        "origin": request.origin.value,
-    }
+    values = new_job_row(request, key, event_time, now)
     cursor = await connection.execute(
         """INSERT INTO jobs (id, action, account, region, repository, tag, digest, image_key,
                event_time, event_id, state, not_before, created, updated, origin)
