@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ecr_ocir_sync.engine.result import CopyResult
-from ecr_ocir_sync.reconcile.planner import ReconcilePlan, TagDrift
+
+if TYPE_CHECKING:  # the planner (and asyncio) load only with the commands that plan
+    from ecr_ocir_sync.reconcile.planner import ReconcilePlan, TagDrift
 
 __all__ = ["human_size", "print_json", "print_plan", "print_summary"]
 
