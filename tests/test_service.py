@@ -20,7 +20,7 @@ from ecr_ocir_sync.jobs.request import Action, SyncRequest
 from ecr_ocir_sync.jobs.store import JobStore
 from tests.support import skopeo
 from tests.support.faults import SlowProxy
-from tests.support.images import Image, Pusher, build_image, layer_bytes
+from tests.support.images import Image, Pusher, build_image, layer_bytes, sha256
 from tests.support.ports import free_port
 from tests.support.registry import RegistryServer
 from tests.support.service import (
@@ -34,6 +34,7 @@ from tests.support.service import (
 from tests.support.service import service_env as shared_service_env
 
 TOKEN = "ocir-token-test-only"
+MiB = 1024 * 1024
 SYD_CREDS = f"ns/mirror:{TOKEN}"
 
 
@@ -326,6 +327,46 @@ def test_a_job_survives_kill_9_mid_copy_and_completes_after_restart(
     assert regions.digests("large:1") == (digest, digest)
     assert job["attempts"] == 2
     skopeo.pull_all(f"{regions.syd.host}/ns/large:1", tmp_path / "pulled", SYD_CREDS)
+
+
+def test_after_kill_9_the_restarted_service_reads_only_what_the_spool_did_not_hold(
+    regions, start_service, tmp_path
+):
+    layer = layer_bytes(24 * MiB, 209)
+    image = build_image([layer])
+    digest = regions.push("huge", "1", image)
+    slow = SlowProxy(regions.ecr.port, bytes_per_second=6 * MiB).start()
+    journal = tmp_path / "pod-0" / "spool" / f"{sha256(layer).removeprefix('sha256:')}.json"
+
+    def verified() -> int:
+        try:
+            return int(json.loads(journal.read_text())["verified"])
+        except (FileNotFoundError, json.JSONDecodeError):
+            return 0
+
+    try:
+        env = service_env(slow.host, regions.mel.host, regions.syd.host)
+        first = start_service(env, tmp_path / "pod-0")
+        job_id = accepted(first.post(ecr_event("huge", "1", digest=digest)))
+        first.wait_until(lambda: verified() >= 16 * MiB, 30, "16 MiB to be checkpointed")
+        first.kill()
+        kept = verified()
+        slow.rate = 1 << 40
+
+        second = start_service(env, tmp_path / "pod-0", port=first.port)
+        job = second.wait_for_job(job_id, timeout=60)
+        metrics = second.metrics()
+    finally:
+        slow.stop()
+
+    assert job["state"] == "succeeded", job
+    assert regions.digests("huge:1") == (digest, digest)
+    reused = metric(metrics, "ecr_ocir_sync_spool_reused_bytes_total")
+    assert reused >= kept
+    # What the second process read: the rest of the layer, and the config if it was not
+    # yet in both regions; never the bytes the spool held.
+    assert metric(metrics, "ecr_ocir_sync_source_bytes_total") <= image.size - reused
+    assert list((tmp_path / "pod-0" / "spool").iterdir()) == []
 
 
 CRASHING_SERVICE = [sys.executable, str(Path(__file__).parent / "support/crashing_service.py")]

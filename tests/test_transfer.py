@@ -334,17 +334,6 @@ async def test_a_blob_larger_than_the_spool_budget_goes_in_lockstep_with_a_warni
     assert skopeo.manifest_digest(f"{dest_open.host}/app:1") == image.digest
 
 
-def test_spool_files_left_by_a_previous_process_are_removed_at_start_up(tmp_path):
-    directory = tmp_path / "spool"
-    directory.mkdir()
-    (directory / "0123456789abcdef-1234abcd.spool").write_bytes(b"x" * 1000)
-
-    spool = Spool.open(directory, budget=10_000)
-
-    assert spool.files() == []
-    assert spool.used == 0
-
-
 async def test_chunked_uploads_land_the_same_digest(
     source, dest_open, push_source, registries, tmp_path
 ):

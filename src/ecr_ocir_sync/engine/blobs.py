@@ -23,6 +23,8 @@ from ecr_ocir_sync.engine.progress import (
     Retrying,
     SourceResumed,
     SpoolFallback,
+    SpoolReused,
+    UploadResumed,
 )
 from ecr_ocir_sync.engine.spool import Spool
 from ecr_ocir_sync.engine.upload import BlobSink
@@ -72,6 +74,10 @@ class BlobCopier:
             on_retry=on_retry,
             on_fallback=lambda blob: self.progress(SpoolFallback(blob.digest, blob.size)),
             on_delivered=self._copied,
+            on_reused=lambda blob, count: self.progress(SpoolReused(blob.digest, count)),
+            on_upload_resumed=lambda sink, blob, offset: self.progress(
+                UploadResumed(sink.key, blob.digest, offset)
+            ),
         )
 
     def _copied(self, blob: Descriptor, sink: BlobSink) -> None:

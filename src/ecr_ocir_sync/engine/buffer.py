@@ -22,10 +22,12 @@ from pathlib import Path
 
 from ecr_ocir_sync.engine.watchdog import Watch
 from ecr_ocir_sync.errors import SyncError
+from ecr_ocir_sync.oci.digest import DigestVerifier
 
 __all__ = ["BlobBuffer", "NotRetainedError"]
 
 _FILE_READ = 1024 * 1024
+_REHASH_READ = 8 * 1024 * 1024
 
 
 class NotRetainedError(SyncError):
@@ -37,7 +39,9 @@ class NotRetainedError(SyncError):
 class BlobBuffer:
     """Appended once by the source read, read by any number of destinations."""
 
-    def __init__(self, size: int, window: int, spool_path: Path | None) -> None:
+    def __init__(
+        self, size: int, window: int, spool_path: Path | None, *, keep_file: bool = False
+    ) -> None:
         self.size = size
         self.received = 0
         self.complete = False  # every byte arrived and verified
@@ -47,17 +51,38 @@ class BlobBuffer:
         self._held = 0
         self._changed = asyncio.Condition()
         self._positions: dict[object, int] = {}  # lockstep: what each reader has taken
-        self._fd = (
-            os.open(spool_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-            if spool_path is not None
-            else None
-        )
+        # keep_file: an earlier attempt's bytes, re-hashed (rehash) before any is used.
+        flags = os.O_RDWR | os.O_CREAT | (0 if keep_file else os.O_TRUNC)
+        self._fd = os.open(spool_path, flags, 0o600) if spool_path is not None else None
 
     @property
     def spooled(self) -> bool:
         return self._fd is not None
 
     # -- the source side ----------------------------------------------------
+
+    def rehash(self, count: int, verifier: DigestVerifier) -> bool:
+        """Feed the spool file's first ``count`` bytes to ``verifier`` (blocking: run it
+        in a thread); False when the file is shorter than that."""
+        assert self._fd is not None
+        offset = 0
+        while offset < count:
+            data = os.pread(self._fd, min(_REHASH_READ, count - offset), offset)
+            if not data:
+                return False
+            verifier.update(data)
+            offset += len(data)
+        return True
+
+    async def adopt(self, count: int) -> None:
+        """The file's first ``count`` bytes are verified: readers may take them, the
+        source read continues after them.  0: the file is started over."""
+        assert self._fd is not None
+        assert self.received == 0
+        os.ftruncate(self._fd, count)
+        async with self._changed:
+            self.received = count
+            self._changed.notify_all()
 
     async def append(self, chunk: bytes, watch: Watch) -> None:
         """Add the next bytes; in lockstep, first wait for room in the window."""

@@ -60,11 +60,16 @@ class CopyOptions:
     stall_seconds: float = 300.0
     upload_chunk_bytes: int = 0
     window_bytes: int = 4 * 1024 * 1024  # per blob in flight, shared by its destinations
+    checkpoint_bytes: int = 8 * 1024 * 1024  # see TransferSettings
 
     @property
     def transfer(self) -> TransferSettings:
         return TransferSettings(
-            self.retry, self.stall_seconds, self.upload_chunk_bytes, self.window_bytes
+            self.retry,
+            self.stall_seconds,
+            self.upload_chunk_bytes,
+            self.window_bytes,
+            self.checkpoint_bytes,
         )
 
 

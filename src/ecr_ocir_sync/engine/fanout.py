@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from ecr_ocir_sync.engine.buffer import BlobBuffer
 from ecr_ocir_sync.engine.source_read import SourceRead
-from ecr_ocir_sync.engine.spool import Spool
+from ecr_ocir_sync.engine.spool import Spool, SpoolFile
 from ecr_ocir_sync.engine.upload import BlobSink, Delivery
 from ecr_ocir_sync.errors import SyncError
 from ecr_ocir_sync.oci.manifest import Descriptor
@@ -43,6 +43,9 @@ class TransferSettings:
     stall_seconds: float = 300.0
     upload_chunk_bytes: int = 0  # 0: one streamed PATCH per blob
     window_bytes: int = 4 * 1024 * 1024  # newest bytes of a blob kept in memory
+    # Bytes between two checkpoints of a spool file's journal: at most what a crash
+    # costs to read from the source again (a checkpoint is one small file write).
+    checkpoint_bytes: int = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,10 @@ class FanOut:
     on_retry: Callable[[BlobSink | None, Descriptor, SyncError, float], None]
     on_fallback: Callable[[Descriptor], None]
     on_delivered: Callable[[Descriptor, BlobSink], None]  # a sink has it, as it happens
+    on_reused: Callable[[Descriptor, int], None] = lambda _blob, _count: None  # from the spool
+    on_upload_resumed: Callable[[BlobSink, Descriptor, int], None] = lambda _sink, _blob, _offset: (
+        None
+    )
 
     async def send(
         self,
@@ -81,18 +88,26 @@ class FanOut:
         if self.spool is not None and reservation is None:
             self.on_fallback(blob)
         buffer = BlobBuffer(
-            blob.size, self.settings.window_bytes, reservation.path if reservation else None
+            blob.size,
+            self.settings.window_bytes,
+            reservation.path if reservation else None,
+            keep_file=reservation is not None and reservation.resume,
         )
+        finished = False  # every sink has the blob, or the source can never give it
         try:
             async with contextlib.AsyncExitStack() as slots:
                 if not buffer.spooled:
                     await _take_all(slots, [self.source, *(sink.client for sink in sinks)])
-                errors = await self._run(blob, sinks, buffer, on_read)
+                errors = await self._run(blob, sinks, buffer, on_read, reservation)
+                source_failed = buffer.error is not None and not buffer.error.retryable
+                finished = source_failed or all(error is None for error in errors)
                 return FanOutResult(errors, buffer.spooled)
         finally:
             buffer.close()
             if reservation is not None and self.spool is not None:
-                self.spool.release(reservation)
+                # Unfinished (a region failed, the job was cancelled): the next attempt
+                # continues from the file instead of reading the source again.
+                self.spool.release(reservation, keep=not finished)
 
     async def _run(
         self,
@@ -100,8 +115,10 @@ class FanOut:
         sinks: Sequence[BlobSink],
         buffer: BlobBuffer,
         on_read: Callable[[], None] | None,
+        reservation: SpoolFile | None,
     ) -> list[SyncError | None]:
         settings = self.settings
+        journal = reservation.journal if reservation is not None else None
         read = SourceRead(
             self.source,
             self.repository,
@@ -112,6 +129,10 @@ class FanOut:
             self.on_read,
             lambda _offset, error, delay: self.on_retry(None, blob, error, delay),
             take_slot=buffer.spooled,
+            journal=journal,
+            checkpoint_bytes=settings.checkpoint_bytes,
+            resume=reservation is not None and reservation.resume,
+            on_reused=lambda count: self.on_reused(blob, count),
         )
         deliveries = [
             Delivery(
@@ -125,6 +146,8 @@ class FanOut:
                 on_retry=lambda error, delay, sink=sink: self.on_retry(sink, blob, error, delay),  # type: ignore[misc]
                 take_slot=buffer.spooled,
                 source_ready=read.reading,
+                journal=journal,
+                on_resumed=lambda offset, sink=sink: self.on_upload_resumed(sink, blob, offset),  # type: ignore[misc]
             )
             for sink in sinks
         ]

@@ -24,6 +24,8 @@ __all__ = [
     "SourcePlanned",
     "SourceResumed",
     "SpoolFallback",
+    "SpoolReused",
+    "UploadResumed",
     "ignore_progress",
 ]
 
@@ -99,6 +101,25 @@ class SpoolFallback:
     size: int
 
 
+@dataclass(frozen=True, slots=True)
+class SpoolReused:
+    """An earlier attempt (maybe an earlier process) left ``count`` bytes of ``digest`` on
+    the spool; they were re-hashed against its checkpoint and are used, not read again."""
+
+    digest: Digest
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class UploadResumed:
+    """``destination``'s upload session of ``digest`` from an earlier attempt is still
+    open at the registry, holding ``offset`` bytes: it continues from there."""
+
+    destination: str
+    digest: Digest
+    offset: int
+
+
 ProgressEvent = (
     DestinationPlanned
     | SourcePlanned
@@ -108,6 +129,8 @@ ProgressEvent = (
     | Retrying
     | SourceResumed
     | SpoolFallback
+    | SpoolReused
+    | UploadResumed
 )
 
 

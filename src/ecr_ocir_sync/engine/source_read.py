@@ -6,16 +6,23 @@ requested again (so ECR issues a fresh pre-signed redirect) with a closed
 accepted.  The digest check runs over the whole stream, across resumes.
 Consecutive failures without progress are bounded by the retry policy;
 a read that moves no byte for the stall limit is cancelled and resumed.
+
+With a journal (a resumable spool file) the read records a checkpoint every
+``checkpoint_bytes``, and, when an earlier attempt left bytes, first
+re-hashes them against its last checkpoint: if they match, the read starts
+after them; if not, the file is started over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ecr_ocir_sync.engine.buffer import BlobBuffer
+from ecr_ocir_sync.engine.spool_journal import SpoolJournal
 from ecr_ocir_sync.engine.watchdog import Watch, watched
 from ecr_ocir_sync.errors import SyncError
 from ecr_ocir_sync.oci.digest import DigestVerifier
@@ -25,6 +32,8 @@ from ecr_ocir_sync.registry.retry import RetryPolicy
 from ecr_ocir_sync.registry.transport import iter_body
 
 __all__ = ["SourceRead"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -40,6 +49,10 @@ class SourceRead:
     on_read: Callable[[int], None]
     on_resume: Callable[[int, SyncError, float], None]
     take_slot: bool = True  # False when the caller already holds the source's stream slot
+    journal: SpoolJournal | None = None  # checkpoints of a resumable spool file
+    checkpoint_bytes: int = 8 * 1024 * 1024  # between two checkpoints
+    resume: bool = False  # the spool file holds an earlier attempt's bytes
+    on_reused: Callable[[int], None] = lambda _count: None  # earlier bytes re-hashed and used
     # Set once the read holds its stream slot (kept to the end, across resumes).
     reading: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -49,15 +62,13 @@ class SourceRead:
 
     async def run(self) -> None:
         """Fill the buffer; end it verified, or with the error that stopped the read."""
+        verifier = await self._start()  # before the slot: re-hashing needs no connection
         slot = self.source.streams if self.take_slot else contextlib.nullcontext()
         async with slot:
             self.reading.set()
-            await self._run()
+            await self._run(verifier)
 
-    async def _run(self) -> None:
-        verifier = DigestVerifier(
-            self.blob.digest, self.blob.size, f"{self.source.host}/{self.repository}"
-        )
+    async def _run(self, verifier: DigestVerifier) -> None:
         failures = 0
         while True:
             start = self.buffer.received
@@ -74,8 +85,41 @@ class SourceRead:
                 self.on_resume(self.buffer.received, error, delay)
                 await self.retry.sleep(delay)
                 continue
+            if self.journal is not None and self.journal.verified < self.blob.size:
+                self.journal.checkpoint(self.blob.size, verifier.prefix_hexdigest())
             await self.buffer.finish(None)
             return
+
+    def _verifier(self) -> DigestVerifier:
+        return DigestVerifier(
+            self.blob.digest, self.blob.size, f"{self.source.host}/{self.repository}"
+        )
+
+    async def _start(self) -> DigestVerifier:
+        """A verifier holding what an earlier attempt left and still checks, if anything."""
+        verifier = self._verifier()
+        journal = self.journal
+        if not (self.resume and journal is not None and journal.verified > 0):
+            return verifier
+        complete = await asyncio.to_thread(self.buffer.rehash, journal.verified, verifier)
+        if complete and verifier.prefix_hexdigest() == journal.prefix_sha256:
+            await self.buffer.adopt(journal.verified)
+            self.on_reused(journal.verified)
+            return verifier
+        log.warning(
+            "spool file of blob %s no longer matches its checkpoint (%d bytes); "
+            "reading the blob from the source again",
+            self.blob.digest,
+            journal.verified,
+        )
+        journal.forget_progress()
+        await self.buffer.adopt(0)
+        return self._verifier()
+
+    def _checkpoint(self, verifier: DigestVerifier) -> None:
+        journal = self.journal
+        if journal is not None and verifier.received - journal.verified >= self.checkpoint_bytes:
+            journal.checkpoint(verifier.received, verifier.prefix_hexdigest())
 
     async def _read_from(self, start: int, verifier: DigestVerifier, watch: Watch) -> None:
         size = self.blob.size
@@ -86,5 +130,6 @@ class SourceRead:
             async for chunk in iter_body(response, self.where):
                 verifier.update(chunk)
                 watch.touch()
-                await self.buffer.append(chunk, watch)
+                await self.buffer.append(chunk, watch)  # on the spool file once it returns
                 self.on_read(len(chunk))
+                self._checkpoint(verifier)

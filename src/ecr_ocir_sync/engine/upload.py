@@ -11,6 +11,11 @@ is tried.  After a transient failure, with the bytes on the spool:
 
 Neither reads the source again.  In lockstep (no spool) a failure ends this
 delivery: the caller re-reads the source for it in a new round.
+
+With a journal (a resumable spool file) the session's URL and confirmed
+offset are recorded after every request that moves them, so an attempt after
+a restart asks the registry where that session stands (step 1) before
+opening a new one.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from ecr_ocir_sync.engine.buffer import BlobBuffer
+from ecr_ocir_sync.engine.spool_journal import SpoolJournal
 from ecr_ocir_sync.engine.watchdog import Watch, watched
 from ecr_ocir_sync.errors import RegistryError, SyncError
 from ecr_ocir_sync.oci.manifest import Descriptor
@@ -68,6 +74,13 @@ class Delivery:
     on_retry: Callable[[SyncError, float], None]
     take_slot: bool = True  # False in lockstep: the caller holds every stream slot
     source_ready: asyncio.Event | None = None  # a slot is taken only once the read has one
+    journal: SpoolJournal | None = None  # where upload sessions are recorded for a restart
+    on_resumed: Callable[[int], None] = lambda _offset: None  # an earlier session continued
+
+    @property
+    def key(self) -> str:
+        """The destination's name in the journal: registry host and repository."""
+        return f"{self.sink.client.host}/{self.sink.repository}"
 
     @property
     def where(self) -> str:
@@ -81,7 +94,7 @@ class Delivery:
             await self.buffer.leave(self)
 
     async def _run(self) -> SyncError | None:
-        session = _Session()
+        session = await self._stored_session()
         attempt = 1
         switched = False
         while True:
@@ -120,12 +133,14 @@ class Delivery:
         if session.location is None:
             session.location = await client.start_upload(repository)
             session.offset = 0
+            self._record(session)
         if session.offset == 0 and (self.chunk_bytes <= 0 or size == 0):
             body = self._body(0, size, watch)
             session.location = await client.patch_upload(
                 repository, session.location, digest, size, body
             )
             session.offset = size
+            self._record(session)
         step = self.chunk_bytes if self.chunk_bytes > 0 else size
         while session.offset < size:
             count = min(step, size - session.offset)
@@ -134,12 +149,30 @@ class Delivery:
                 repository, session.location, digest, count, body, offset=session.offset
             )
             session.offset += count
+            self._record(session)
         await client.commit_upload(repository, session.location, digest)
+        if self.journal is not None:
+            self.journal.forget_upload(self.key)
 
     async def _body(self, start: int, end: int, watch: Watch) -> AsyncIterator[bytes]:
         async for piece in self.buffer.read(start, end, watch, self):
             yield piece
             self.on_sent(len(piece))
+
+    def _record(self, session: _Session) -> None:
+        if self.journal is not None and session.location is not None:
+            self.journal.record_upload(self.key, session.location, session.offset)
+
+    async def _stored_session(self) -> _Session:
+        """The session an earlier attempt recorded, where the registry says it stands;
+        else none (a new one is opened)."""
+        stored = self.journal.stored_upload(self.key) if self.journal is not None else None
+        if stored is None:
+            return _Session()
+        session = await self._where_it_stands(_Session(stored.location, stored.offset))
+        if session.location is not None:
+            self.on_resumed(session.offset)
+        return session
 
     async def _where_it_stands(self, session: _Session) -> _Session:
         """Continue where the registry says the upload stands, else a new session."""
@@ -149,9 +182,13 @@ class Delivery:
         if status is None or status.offset > self.blob.size:
             await self._abandon(session)
             return _Session()
-        return _Session(status.location, status.offset)
+        session = _Session(status.location, status.offset)
+        self._record(session)
+        return session
 
     async def _abandon(self, session: _Session) -> None:
+        if self.journal is not None:
+            self.journal.forget_upload(self.key)
         if session.location is not None:
             await self.sink.client.cancel_upload(self.sink.repository, session.location)
 

@@ -23,6 +23,8 @@ from ecr_ocir_sync.engine.progress import (
     Retrying,
     SourceResumed,
     SpoolFallback,
+    SpoolReused,
+    UploadResumed,
 )
 
 __all__ = ["Metrics", "ProgressMetrics"]
@@ -70,6 +72,18 @@ class Metrics:
         self.source_resumes = Counter(
             f"{_PREFIX}_source_resumes_total",
             "Source reads that dropped and continued with a Range request",
+            registry=r,
+        )
+        self.spool_reused_bytes = Counter(
+            f"{_PREFIX}_spool_reused_bytes_total",
+            "Bytes an earlier attempt or process left on the spool, re-hashed and used "
+            "instead of read from the source again",
+            registry=r,
+        )
+        self.upload_resumes = Counter(
+            f"{_PREFIX}_upload_resumes_total",
+            "Upload sessions of an earlier attempt or process continued where they stood",
+            ["destination"],
             registry=r,
         )
         self.job_duration = Histogram(
@@ -245,3 +259,7 @@ class ProgressMetrics:
             m.spool_fallbacks.inc()
         elif isinstance(event, SourceResumed):
             m.source_resumes.inc()
+        elif isinstance(event, SpoolReused):
+            m.spool_reused_bytes.inc(event.count)
+        elif isinstance(event, UploadResumed):
+            m.upload_resumes.labels(event.destination).inc()

@@ -61,6 +61,14 @@ class DigestVerifier:
             )
         self._hash.update(chunk)
 
+    @property
+    def received(self) -> int:
+        return self._received
+
+    def prefix_hexdigest(self) -> str:
+        """The sha256 of the bytes so far (a checkpoint; the stream goes on)."""
+        return self._hash.copy().hexdigest()
+
     def verify(self) -> None:
         if self._received != self.size:
             raise IntegrityError(
