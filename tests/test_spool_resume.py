@@ -25,7 +25,8 @@ from ecr_ocir_sync.engine.progress import (
 )
 from ecr_ocir_sync.engine.spool import Spool
 from ecr_ocir_sync.engine.spool_journal import SpoolJournal
-from tests.conftest import FAST_RETRY, make_registries
+from ecr_ocir_sync.registry.credentials import Credentials
+from tests.conftest import FAST_RETRY, PASSWORD, USER, make_registries
 from tests.support import skopeo
 from tests.support.faults import Fault, HttpFaultProxy, SlowProxy
 from tests.support.images import Image, Pusher, build_image, layer_bytes, sha256
@@ -275,6 +276,58 @@ async def test_a_region_that_failed_every_retry_gets_the_blob_from_the_spool_at_
     assert skopeo.manifest_digest(f"{dest_open.host}/app:1") == image.digest
     assert spool.files() == []
     assert spool.used == 0
+
+
+async def test_a_journal_naming_an_upload_at_another_origin_gets_no_credentials(
+    source, dest_basic, push_source, tmp_path
+):
+    layer = layer_bytes(MiB, 235)
+    image = build_image([layer])
+    push_source.image("app", "1", image)
+    foreign = await HttpFaultProxy(dest_basic.port).start()  # records whatever reaches it
+    journal = _leave(tmp_path / "spool", layer)
+    journal.record_upload(
+        f"{dest_basic.host}/app", f"http://{foreign.host}/v2/app/blobs/uploads/x?_state=y", 4096
+    )
+    events: list[ProgressEvent] = []
+    spool = Spool.open(tmp_path / "spool", budget=256 * MiB)
+    logins = {dest_basic.host: Credentials(USER, PASSWORD)}
+    try:
+        async with make_registries(source.host, dest_basic.host, logins=logins) as pool:
+            result = await copy(
+                pool, f"{source.host}/app:1", [f"{dest_basic.host}/app"], options(spool), events
+            )
+    finally:
+        await foreign.stop()
+
+    assert result.ok, result
+    assert [head for head in foreign.heads if "authorization" in head] == []
+    assert not [e for e in events if isinstance(e, UploadResumed)]
+    assert skopeo.manifest_digest(f"{dest_basic.host}/app:1", f"{USER}:{PASSWORD}") == (
+        image.digest
+    )
+
+
+async def test_a_spool_file_shorter_than_its_checkpoint_is_read_again_from_the_source(
+    source, dest_open, push_source, tmp_path
+):
+    layer = layer_bytes(MiB, 236)
+    image = build_image([layer])
+    push_source.image("app", "1", image)
+    journal = _leave(tmp_path / "spool", layer)
+    with journal.path.with_suffix(".spool").open("r+b") as cut:
+        cut.truncate(1000)  # the pages after it never reached the disk
+    events: list[ProgressEvent] = []
+    spool = Spool.open(tmp_path / "spool", budget=256 * MiB)
+    async with make_registries(source.host, dest_open.host, logins={}) as pool:
+        result = await copy(
+            pool, f"{source.host}/app:1", [f"{dest_open.host}/app"], options(spool), events
+        )
+
+    assert result.ok, result
+    assert not [e for e in events if isinstance(e, SpoolReused)]
+    assert result.bytes_read == image.size
+    assert skopeo.manifest_digest(f"{dest_open.host}/app:1") == image.digest
 
 
 # -- the spool's own bookkeeping ----------------------------------------------------

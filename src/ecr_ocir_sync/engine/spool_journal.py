@@ -114,10 +114,15 @@ class SpoolJournal:
             },
         }
         temporary = self.path.with_suffix(".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out)
-        temporary.replace(self.path)  # atomic: a crash leaves the old or the new
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(data, out)
+            temporary.replace(self.path)  # atomic: a crash leaves the old or the new
+        except OSError as error:
+            # The copy goes on: a journal left behind only under-states what may be
+            # resumed (an older checkpoint, a session the registry is asked about).
+            log.warning("spool journal %s not written (%s)", self.path, error)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
