@@ -73,8 +73,8 @@ bench: deps venv
 	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(BENCH_APT_PACKAGES)"
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.intake
-	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python -m bench.shaped; \
-	else echo "bench.shaped skipped: shaped links need root (network namespaces, tc)"; fi
+	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python -m bench.shaped && $(BIN)/python -m bench.restart; \
+	else echo "bench.shaped and bench.restart skipped: shaped links need root (network namespaces, tc)"; fi
 	$(BIN)/python -m bench.shared_store
 
 clean:

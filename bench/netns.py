@@ -34,12 +34,12 @@ _CLONE_NEWNET = 0x40000000
 _NETNS_DIR = Path("/run/netns")
 
 
-def require_root() -> None:
+def require_root(who: str = "bench.shaped") -> None:
     """Stop with what is missing: root, ``ip`` and ``tc``."""
     missing = [tool for tool in ("ip", "tc") if shutil.which(tool) is None]
     if os.geteuid() != 0 or missing:
         raise SystemExit(
-            "bench.shaped: needs root (network namespaces, veth pairs, tc)"
+            f"{who}: needs root (network namespaces, veth pairs, tc)"
             + (f" and {', '.join(missing)} on PATH" if missing else "")
             + "; run it as root, e.g. `sudo make bench`"
         )

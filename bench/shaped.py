@@ -3,18 +3,21 @@
 The source ("ECR") and each region ("mel", "syd", "per") is a docker-registry in
 its own network namespace behind a veth link shaped with ``tc … tbf`` (see
 bench/netns.py); the tools run in a client namespace, so every byte crosses a
-link at its rate.  One generated 128 MiB image (4 layers) is pushed to the
-source once, then, each copy to new, empty region registries:
+link at its rate.  Two generated images are pushed to the source once (over
+an unshaped-rate link: the push is set-up, not measured): 128 MiB in 4 layers
+for cases 1 and 2, one 1 GiB layer for case 3; then each copy goes to new,
+empty region registries:
 
 1. equal links (200 Mbit/s each), 2 regions and 3 regions: our one process vs
    skopeo copying to each region in turn;
 2. one slow region (mel 200, syd 50): when the image is present in mel (a HEAD
    poll every 50 ms) against our copy to mel alone, and syd against its link's
    limit (image bytes / 50 Mbit/s); skopeo mel then syd;
-3. a reset at 60 % of syd's upload (a proxy in the client namespace forwards to
-   syd, counts the request bytes and resets the connection carrying byte
-   0.6 x image): bytes read from the source, bytes sent to syd; skopeo through
-   the same proxy, run again after it fails (as the original service retried).
+3. a reset at 60 % of syd's upload of the 1 GiB layer (a proxy in the client
+   namespace forwards to syd, counts the request bytes and resets the
+   connection carrying byte 0.6 x image): bytes read from the source, bytes
+   sent to syd; skopeo through the same proxy, run again after it fails (as the
+   original service retried).
 
 No delay is added (netem is unavailable; tbf shapes rate only).  Needs root.
 Everything it creates (namespaces, links, processes, bench/.work/shaped) is
@@ -37,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from bench.images import MIB, ImageSpec, PushedImage, push_image
+from bench.images import GIB, MIB, ImageSpec, PushedImage, push_image
 from bench.measure import proc_written_bytes, run_processes
 from bench.netns import ShapedNet, require_root
 from bench.report import machine_lines, update_results_file
@@ -49,7 +52,9 @@ BENCH_DIR = Path(__file__).resolve().parent
 WORK = BENCH_DIR / ".work" / "shaped"
 RESULTS = BENCH_DIR / "RESULTS.md"
 IMAGE = ImageSpec("128M", layers=4, layer_payload=32 * MIB)
+RESET_IMAGE = ImageSpec("1G-single", layers=1, layer_payload=GIB)
 FAST, SLOW = 200.0, 50.0
+_PUSH_RATE = 10_000.0  # Mbit/s on the ECR link while the images are pushed (set-up)
 RESET_AT = 0.60
 _DEST_REPOSITORY = "mirror/img"
 _TIMEOUT = 600.0
@@ -67,6 +72,7 @@ class Runner:
     net: ShapedNet
     source: NsRegistry
     image: PushedImage
+    reset_image: PushedImage
     outcomes: dict[str, list[Outcome]] = field(default_factory=dict)
     _serial: int = 0
     _regions: list[NsRegistry] = field(default_factory=list)
@@ -86,18 +92,18 @@ class Runner:
             shutil.rmtree(server.root, ignore_errors=True)
         self._regions = []
 
-    def _source_ref(self) -> str:
-        return f"{self.source.host}/{self.image.repository}:{self.image.tag}"
+    def _source_ref(self, image: PushedImage) -> str:
+        return f"{self.source.host}/{image.repository}:{image.tag}"
 
     def _record(self, key: str, outcome: Outcome) -> None:
         self.outcomes.setdefault(key, []).append(outcome)
         present = ", ".join(f"{n} {s:.2f} s" for n, s in outcome.present.items())
         _log(f"  {key:<22} wall {outcome.wall:6.2f} s; present: {present}; "
-             f"source sent {outcome.source_sent / self.image.size:.2f}x")  # fmt: skip
+             f"source sent {outcome.source_sent / outcome.size:.2f}x")  # fmt: skip
 
-    def _poller(self, servers: dict[str, NsRegistry]) -> PresencePoller:
-        path = f"/v2/{_DEST_REPOSITORY}/manifests/{self.image.tag}"
-        return PresencePoller({n: (s.url, path) for n, s in servers.items()}, self.image.digest)
+    def _poller(self, servers: dict[str, NsRegistry], image: PushedImage) -> PresencePoller:
+        path = f"/v2/{_DEST_REPOSITORY}/manifests/{image.tag}"
+        return PresencePoller({n: (s.url, path) for n, s in servers.items()}, image.digest)
 
     def _check(self, key: str, poller: PresencePoller, servers: dict[str, NsRegistry]) -> None:
         missing = sorted(set(servers) - set(poller.present))
@@ -105,12 +111,13 @@ class Runner:
             raise RuntimeError(f"{key}: the image never appeared in {', '.join(missing)}")
 
     def ours(self, key: str, names: list[str], *, reset: str | None = None) -> None:
+        image = self.image if reset is None else self.reset_image
         servers = self._fresh(names)
         with ExitStack() as stack:
             hosts = {n: s.host for n, s in servers.items()}
             proxy = None
             if reset is not None:
-                cut = int(RESET_AT * self.image.size)
+                cut = int(RESET_AT * image.size)
                 upstream = servers[reset]
                 proxy = stack.enter_context(ResetProxy(upstream.address, upstream.port, cut))
                 hosts[reset] = proxy.host
@@ -118,11 +125,11 @@ class Runner:
             for host in hosts.values():
                 command += ["--insecure", host]
             command += [
-                self._source_ref(),
-                *(f"{h}/{_DEST_REPOSITORY}:{self.image.tag}" for h in hosts.values()),
+                self._source_ref(image),
+                *(f"{h}/{_DEST_REPOSITORY}:{image.tag}" for h in hosts.values()),
             ]
             sent_before = proc_written_bytes(self.source.pid)
-            poller = stack.enter_context(self._poller(servers))
+            poller = stack.enter_context(self._poller(servers, image))
             began = time.monotonic()
             run = run_processes([command], logs=WORK / "logs" / f"{self._serial:03d}-{key}",
                                 timeout=_TIMEOUT, env=child_env()).check(key)  # fmt: skip
@@ -132,6 +139,7 @@ class Runner:
         self._check(key, poller, servers)
         document = json.loads(run.processes[0].stdout)
         self._record(key, Outcome(
+            size=image.size,
             wall=run.wall,
             present={n: poller.present[n] - began for n in names},
             source_sent=proc_written_bytes(self.source.pid) - sent_before,
@@ -144,6 +152,7 @@ class Runner:
 
     def skopeo(self, key: str, names: list[str], *, reset: str | None = None) -> None:
         """skopeo copying to each region in turn (as the original service's jobs did)."""
+        image = self.image if reset is None else self.reset_image
         servers = self._fresh(names)
         present: dict[str, float] = {}
         wall = cpu = 0.0
@@ -154,13 +163,13 @@ class Runner:
             for name, server in servers.items():
                 host = server.host
                 if name == reset:
-                    cut = int(RESET_AT * self.image.size)
+                    cut = int(RESET_AT * image.size)
                     proxy = stack.enter_context(ResetProxy(server.address, server.port, cut))
                     host = proxy.host
                 command = ["skopeo", "copy", "--all", "--preserve-digests",
                            "--src-tls-verify=false", "--dest-tls-verify=false",
-                           f"docker://{self._source_ref()}",
-                           f"docker://{host}/{_DEST_REPOSITORY}:{self.image.tag}"]  # fmt: skip
+                           f"docker://{self._source_ref(image)}",
+                           f"docker://{host}/{_DEST_REPOSITORY}:{image.tag}"]  # fmt: skip
                 # skopeo gives up on a reset mid-PATCH (its --retry-times does not take it
                 # for transient); the copy is run again, as the original service's job
                 # retry did. skopeo then skips the blobs already there.
@@ -177,7 +186,7 @@ class Runner:
                 run.check(key)
                 present[name] = wall
         self._record(key, Outcome(
-            wall=wall, present=present,
+            size=image.size, wall=wall, present=present,
             source_sent=proc_written_bytes(self.source.pid) - sent_before,
             bytes_read=None, cpu=cpu, rss_kib=rss,
             forwarded=proxy.forwarded if proxy else None,
@@ -199,10 +208,25 @@ class Runner:
         self.ours("slow/ours", ["mel", "syd"])
         self.skopeo("slow/skopeo", ["mel", "syd"])
         self.net.set_rate("syd", FAST)
-        _log(f"bench.shaped: a reset at {RESET_AT:.0%} of syd's upload")
+        _log(f"bench.shaped: a reset at {RESET_AT:.0%} of syd's upload of one 1 GiB layer")
         self.ours("reset/ours", ["mel", "syd"], reset="syd")
         self.skopeo("reset/skopeo", ["mel", "syd"], reset="syd")
         self.drop()
+
+
+def _push(net: ShapedNet, source: NsRegistry) -> tuple[PushedImage, PushedImage]:
+    """Both images into the source, the ECR link opened up meanwhile (set-up, not measured)."""
+    net.set_rate("ecr", _PUSH_RATE)
+    try:
+        pushed = []
+        for spec in (IMAGE, RESET_IMAGE):
+            pushing = time.monotonic()
+            pushed.append(push_image(source.url, spec))
+            _log(f"bench.shaped: pushed {pushed[-1].size / MIB:.1f} MiB in {spec.layers} "
+                 f"layer(s) in {time.monotonic() - pushing:.1f} s")  # fmt: skip
+    finally:
+        net.set_rate("ecr", FAST)
+    return pushed[0], pushed[1]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -237,11 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         with ShapedNet({"ecr": FAST, "mel": FAST, "syd": FAST, "per": FAST}) as net:
             source = NsRegistry(WORK / "ecr", link=net.links["ecr"]).start()
             try:
-                pushing = time.monotonic()
-                image = push_image(source.url, IMAGE)
-                _log(f"bench.shaped: pushed {image.size / MIB:.1f} MiB in {IMAGE.layers} layers "
-                     f"over the ECR link in {time.monotonic() - pushing:.1f} s")  # fmt: skip
-                runner = Runner(net, source, image)
+                image, reset_image = _push(net, source)
+                runner = Runner(net, source, image, reset_image)
                 try:
                     for _ in range(args.repeat):
                         runner.repetition()
@@ -255,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         command=command,
         started=started,
         machine=machine,
-        image=image,
+        images=(image, reset_image),
         outcomes=runner.outcomes,
         rates=(FAST, SLOW),
         reset_at=RESET_AT,

@@ -20,6 +20,7 @@ _MSS, _FRAME = 1448, 1514
 class Outcome:
     """One tool's run: wall, when the image appeared in each region, what moved."""
 
+    size: int  # the copied image's bytes (every blob)
     wall: float
     present: dict[str, float]  # region -> seconds after the start
     source_sent: int  # bytes the source registry wrote (its /proc/PID/io wchar)
@@ -39,8 +40,11 @@ _ROWS = {
     "slow/ours-mel-alone": ("200 / 200", "ours, mel alone"),
     "slow/ours": ("200 / 200 / 50", "ours, one process, 2 regions"),
     "slow/skopeo": ("200 / 200 / 50", "skopeo, mel then syd"),
-    "reset/ours": ("200 / 200 / 200, syd reset", "ours, one process, 2 regions"),
-    "reset/skopeo": ("200 / 200 / 200, syd reset", "skopeo, mel then syd (run again)"),
+    "reset/ours": ("200 / 200 / 200, 1 GiB layer, syd reset", "ours, one process, 2 regions"),
+    "reset/skopeo": (
+        "200 / 200 / 200, 1 GiB layer, syd reset",
+        "skopeo, mel then syd (run again)",
+    ),
 }
 
 
@@ -65,7 +69,7 @@ def _cell(value: float, digits: int = 2) -> str:
     return "-" if value != value else f"{value:.{digits}f}"  # NaN: not measured
 
 
-def _table(fig: _Figures, size: int) -> list[str]:
+def _table(fig: _Figures) -> list[str]:
     lines = [
         (
             "| links Mbit/s (ECR / mel / syd / per) | tool | wall s | mel present s "
@@ -77,12 +81,12 @@ def _table(fig: _Figures, size: int) -> list[str]:
         if key not in fig.outcomes:
             continue
         runs = len(fig.outcomes[key])
-        read = fig.get(key, lambda o: o.bytes_read)
+        read = fig.get(key, lambda o: None if o.bytes_read is None else o.bytes_read / o.size)
         lines.append(
             f"| {links} | {tool} ({runs}) | {_cell(fig.wall(key))} "
             + " ".join(f"| {_cell(fig.present(key, r))}" for r in ("mel", "syd", "per"))
-            + f" | {fig.get(key, lambda o: o.source_sent) / size:.2f}x"
-            + f" | {'-' if read != read else f'{read / size:.3f}x'}"
+            + f" | {fig.get(key, lambda o: o.source_sent / o.size):.2f}x"
+            + f" | {'-' if read != read else f'{read:.3f}x'}"
             + f" | {_cell(fig.get(key, lambda o: o.cpu))}"
             + f" | {_cell(fig.get(key, lambda o: o.rss_kib) / 1024, 1)} |"
         )
@@ -101,18 +105,20 @@ class _Target:
         return f"- {mark} {self.what}: {self.value:.3f} (target <= {self.limit:g})"
 
 
-def _findings(fig: _Figures, image: PushedImage, slow: float, reset_at: float) -> list[str]:
-    size = image.size
+def _findings(
+    fig: _Figures, images: tuple[PushedImage, PushedImage], slow: float, reset_at: float
+) -> list[str]:
+    size, reset_size = images[0].size, images[1].size
     limit = size * 8 / (slow * 1_000_000)
     wire = limit * _FRAME / _MSS
     alone = fig.present("slow/ours-mel-alone", "mel")
-    ours_re = fig.get("reset/ours", lambda o: o.forwarded) - size
-    skopeo_re = fig.get("reset/skopeo", lambda o: o.forwarded) - size
+    ours_re = fig.get("reset/ours", lambda o: o.forwarded) - reset_size
+    skopeo_re = fig.get("reset/skopeo", lambda o: o.forwarded) - reset_size
     mel_slow, syd_slow = fig.present("slow/ours", "mel"), fig.present("slow/ours", "syd")
     mel_skopeo, syd_skopeo = fig.present("slow/skopeo", "mel"), fig.present("slow/skopeo", "syd")
-    read = fig.get("reset/ours", lambda o: o.bytes_read) / size
-    sent = fig.get("reset/ours", lambda o: o.source_sent) / size
-    skopeo_sent = fig.get("reset/skopeo", lambda o: o.source_sent) / size
+    read = fig.get("reset/ours", lambda o: o.bytes_read) / reset_size
+    sent = fig.get("reset/ours", lambda o: o.source_sent) / reset_size
+    skopeo_sent = fig.get("reset/skopeo", lambda o: o.source_sent) / reset_size
     reruns = fig.get("reset/skopeo", lambda o: o.reruns)
     lines = [
         (
@@ -132,11 +138,14 @@ def _findings(fig: _Figures, image: PushedImage, slow: float, reset_at: float) -
             f"{syd_skopeo:.2f} s ({syd_skopeo - mel_skopeo:.2f} s for syd alone)"
         ),
         (
-            f"- reset at {reset_at:.0%} of syd's upload: ours read {read:.3f}x the image (JSON; "
+            f"- reset at {reset_at:.0%} of syd's upload of the {reset_size / MIB:.1f} MiB image "
+            f"(one layer): ours read {read:.3f}x the image (JSON; "
             f"the source sent {sent:.3f}x) and sent syd {ours_re / MIB:.1f} MiB beyond the image "
-            f"(headers included) after {reset_at * size / MIB:.1f} MiB had reached it; skopeo "
+            f"(headers included) after {reset_at * reset_size / MIB:.1f} MiB had reached it; "
+            f"{ours_re / (reset_at * reset_size):.3f}x of what it had received; skopeo "
             f"(failed, run again {reruns:g} time(s); both regions) had the source send "
-            f"{skopeo_sent:.3f}x and sent syd {skopeo_re / MIB:.1f} MiB beyond the image"
+            f"{skopeo_sent:.3f}x and sent syd {skopeo_re / MIB:.1f} MiB beyond the image "
+            f"({skopeo_re / (reset_at * reset_size):.3f}x of what it had received)"
         ),
     ]
     targets = [
@@ -181,7 +190,7 @@ def render(
     command: str,
     started: dt.datetime,
     machine: Sequence[str],
-    image: PushedImage,
+    images: tuple[PushedImage, PushedImage],
     outcomes: dict[str, list[Outcome]],
     rates: tuple[float, float],
     reset_at: float,
@@ -189,6 +198,7 @@ def render(
 ) -> str:
     fast, slow = rates
     fig = _Figures(outcomes)
+    image, reset_image = images
     lines = [
         "## `shaped` run: registries in network namespaces behind tbf-shaped links",
         "",
@@ -196,8 +206,10 @@ def render(
         f"- date: {started:%Y-%m-%d %H:%M} UTC",
         *machine,
         (
-            f"- image: {image.size / MIB:.1f} MiB in {image.spec.layers} layers (+ config); "
-            f"links {fast:g} Mbit/s, syd {slow:g} in the slow case; tbf only, no added delay"
+            f"- images: {image.size / MIB:.1f} MiB in {image.spec.layers} layers (+ config) for "
+            f"the equal and slow cases, {reset_image.size / MIB:.1f} MiB in "
+            f"{reset_image.spec.layers} layer (+ config) for the reset; links {fast:g} Mbit/s, "
+            f"syd {slow:g} in the slow case; tbf only, no added delay"
         ),
         (
             "- present = first HEAD of the manifest (polled every 50 ms) answering its digest, "
@@ -205,8 +217,8 @@ def render(
         ),
         f"- total run time {seconds:.0f} s; figures are medians of (runs)",
         "",
-        *_table(fig, image.size),
+        *_table(fig),
         "",
-        *_findings(fig, image, slow, reset_at),
+        *_findings(fig, images, slow, reset_at),
     ]
     return "\n".join(lines) + "\n"
