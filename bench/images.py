@@ -25,6 +25,7 @@ MIB = 1024 * 1024
 GIB = 1024 * MIB
 _CHUNK = 4 * MIB
 _BLOCK = 512
+_USTAR_MAX = 8**11  # the first size ustar's 11 octal digits cannot hold
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
@@ -75,7 +76,9 @@ class _Layer:
         info = tarfile.TarInfo(self.name)
         info.size = self.payload
         info.mode = 0o644
-        yield info.tobuf(format=tarfile.USTAR_FORMAT)
+        # ustar's size field ends at 8 GiB - 1; GNU's base-256 size goes beyond.
+        big = self.payload >= _USTAR_MAX
+        yield info.tobuf(format=tarfile.GNU_FORMAT if big else tarfile.USTAR_FORMAT)
         left = self.payload
         while left > 0:
             chunk = os.urandom(min(_CHUNK, left))
