@@ -95,18 +95,24 @@ def _deadline(size: int) -> float:
     return 300.0 + size / 10_000_000
 
 
-def _metric(text: str, name: str) -> int:
-    found = re.search("^" + re.escape(name) + r" (\S+)$", text, re.MULTILINE)
-    return int(float(found.group(1))) if found else 0
+_COUNTERS = re.compile(
+    r"^ecr_ocir_sync_(source_bytes|spool_reused_bytes|source_resumes|destination_bytes"
+    r'|upload_resumes)_total(?:\{destination="([^"]*)"\})? (\S+)$',
+    re.MULTILINE,
+)
 
 
-def _source_count(service: ServiceProcess) -> int | None:
-    """The service's own ``ecr_ocir_sync_source_bytes_total`` (None if it does not answer)."""
+def _counters(service: ServiceProcess) -> dict[str, int] | None:
+    """The service's own byte and resume counters, ``name`` or ``name/destination`` ->
+    value (None if it does not answer)."""
     try:
         text = httpx.get(f"{service.ops_url}/metrics", timeout=2, trust_env=False).text
     except httpx.HTTPError:
         return None
-    return _metric(text, "ecr_ocir_sync_source_bytes_total")
+    return {
+        name + (f"/{where}" if where else ""): int(float(value))
+        for name, where, value in _COUNTERS.findall(text)
+    }
 
 
 def skopeo_digest(host: str, repository: str, tag: str) -> str:
@@ -178,7 +184,7 @@ def _first_process(lab: Lab, image: PushedImage, sampler: SpoolSampler) -> Kille
             if service.process.poll() is not None:
                 raise RuntimeError(f"the service exited before the kill: {service.log()}")
             time.sleep(_POLL)
-        counted = _source_count(service)
+        counted = _counters(service)
         assert service.process is not None
         hwm = peak_rss_kib(service.process.pid)
         service.kill()  # SIGKILL, then reaped
@@ -193,7 +199,7 @@ def _first_process(lab: Lab, image: PushedImage, sampler: SpoolSampler) -> Kille
             seconds=killed - began,
             sent_at_kill=at_kill,
             spool_at_kill=spool,
-            figures=ProcessFigures(peak_rss_kib=hwm, source_count=counted),
+            figures=ProcessFigures(peak_rss_kib=hwm, counters=counted),
         )
     finally:
         service.stop()
@@ -212,11 +218,11 @@ def _second_process(
         ended = time.monotonic() - started
         sampler.sample()
         left = [p.name for p in spool_files(lab.spool)]
-        counted = _source_count(service)
+        counted = _counters(service)
         assert service.process is not None
         hwm = peak_rss_kib(service.process.pid)
         service.terminate(timeout=60)
-        return ProcessFigures(peak_rss_kib=hwm, source_count=counted), job, ended, left
+        return ProcessFigures(peak_rss_kib=hwm, counters=counted), job, ended, left
     finally:
         service.stop()
 

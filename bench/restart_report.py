@@ -20,7 +20,9 @@ class ProcessFigures:
     """One service process."""
 
     peak_rss_kib: int  # VmHWM right before it was killed or stopped
-    source_count: int | None  # its own ecr_ocir_sync_source_bytes_total, read at that moment
+    # Its own counters read at that moment (source_bytes, spool_reused_bytes,
+    # source_resumes, destination_bytes/<region>, upload_resumes/<region>); None if unread.
+    counters: dict[str, int] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +51,11 @@ def _mib(value: float) -> str:
 def _facts(o: Outcome) -> list[str]:
     first, second = o.processes
     counted = ""
-    if first.source_count is not None and second.source_count is not None:
+    if first.counters is not None and second.counters is not None:
         counted = (
-            f"; the service's own ecr_ocir_sync_source_bytes_total: {_mib(first.source_count)} "
-            f"in the first process (read just before the kill), {_mib(second.source_count)} "
-            "in the second"
+            "; the service's own ecr_ocir_sync_source_bytes_total: "
+            f"{_mib(first.counters.get('source_bytes', 0))} in the first process (read just "
+            f"before the kill), {_mib(second.counters.get('source_bytes', 0))} in the second"
         )
     wrong = {n: d for n, d in o.digests.items() if d != o.expected_digest}
     digests = ", ".join(f"{n} {wrong.get(n, 'matches')}" for n in o.digests)
@@ -87,10 +89,39 @@ def _facts(o: Outcome) -> list[str]:
     return [
         job,
         source,
+        *_resumed(o),
         rss,
         spool,
         f"- manifest digest in each region (skopeo inspect --raw): {digests}",
         skopeo,
+    ]
+
+
+def _per_region(counters: dict[str, int], name: str, unit: str) -> str:
+    found = {k.partition("/")[2]: v for k, v in counters.items() if k.startswith(name + "/")}
+    if not found:
+        return "none"
+    return ", ".join(f"{region} {_mib(v) if unit == 'bytes' else v}" for region, v in found.items())
+
+
+def _resumed(o: Outcome) -> list[str]:
+    """What each process sent to the regions and what the second one took up again."""
+    first, second = o.processes
+    if first.counters is None or second.counters is None:
+        return []
+    return [
+        (
+            "- sent to the regions (the service's ecr_ocir_sync_destination_bytes_total): first "
+            f"process {_per_region(first.counters, 'destination_bytes', 'bytes')}; second "
+            f"{_per_region(second.counters, 'destination_bytes', 'bytes')}"
+        ),
+        (
+            "- the second process took up: "
+            f"{_mib(second.counters.get('spool_reused_bytes', 0))} from the spool (re-hashed), "
+            f"{second.counters.get('source_resumes', 0)} source read(s) continued with a Range, "
+            "upload sessions continued: "
+            f"{_per_region(second.counters, 'upload_resumes', 'count')}"
+        ),
     ]
 
 
