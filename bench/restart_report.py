@@ -118,7 +118,8 @@ def _resumed(o: Outcome) -> list[str]:
         (
             "- the second process took up: "
             f"{_mib(second.counters.get('spool_reused_bytes', 0))} from the spool (re-hashed), "
-            f"{second.counters.get('source_resumes', 0)} source read(s) continued with a Range, "
+            "the source read continued after them with a Range; "
+            f"{second.counters.get('source_resumes', 0)} read(s) dropped and resumed, "
             "upload sessions continued: "
             f"{_per_region(second.counters, 'upload_resumes', 'count')}"
         ),
