@@ -59,6 +59,8 @@ RESET_AT = 0.60
 _DEST_REPOSITORY = "mirror/img"
 _TIMEOUT = 600.0
 _SKOPEO_ATTEMPTS = 3
+# What --only picks from; "alone" is ours to mel alone (the slow case's yardstick).
+CASES = ("equal2", "equal3", "alone", "slow", "reset")
 
 
 def _log(text: str) -> None:
@@ -194,23 +196,31 @@ class Runner:
             reruns=runs,
         ))  # fmt: skip
 
-    def repetition(self) -> None:
+    def repetition(self, only: frozenset[str]) -> None:
+        def wanted(case: str) -> bool:
+            return not only or case in only
+
         for name in ("ecr", "mel", "syd", "per"):
             self.net.set_rate(name, FAST)
         _log("bench.shaped: equal links, 2 and 3 regions")
-        self.ours("equal2/ours", ["mel", "syd"])
-        self.skopeo("equal2/skopeo", ["mel", "syd"])
-        self.ours("equal3/ours", ["mel", "syd", "per"])
-        self.skopeo("equal3/skopeo", ["mel", "syd", "per"])
-        _log("bench.shaped: syd slow")
-        self.net.set_rate("syd", SLOW)
-        self.ours("slow/ours-mel-alone", ["mel"])
-        self.ours("slow/ours", ["mel", "syd"])
-        self.skopeo("slow/skopeo", ["mel", "syd"])
-        self.net.set_rate("syd", FAST)
-        _log(f"bench.shaped: a reset at {RESET_AT:.0%} of syd's upload of one 1 GiB layer")
-        self.ours("reset/ours", ["mel", "syd"], reset="syd")
-        self.skopeo("reset/skopeo", ["mel", "syd"], reset="syd")
+        if wanted("equal2"):
+            self.ours("equal2/ours", ["mel", "syd"])
+            self.skopeo("equal2/skopeo", ["mel", "syd"])
+        if wanted("equal3"):
+            self.ours("equal3/ours", ["mel", "syd", "per"])
+            self.skopeo("equal3/skopeo", ["mel", "syd", "per"])
+        if wanted("alone"):
+            self.ours("slow/ours-mel-alone", ["mel"])  # syd's rate plays no part
+        if wanted("slow"):
+            _log("bench.shaped: syd slow")
+            self.net.set_rate("syd", SLOW)
+            self.ours("slow/ours", ["mel", "syd"])
+            self.skopeo("slow/skopeo", ["mel", "syd"])
+            self.net.set_rate("syd", FAST)
+        if wanted("reset"):
+            _log(f"bench.shaped: a reset at {RESET_AT:.0%} of syd's upload of one 1 GiB layer")
+            self.ours("reset/ours", ["mel", "syd"], reset="syd")
+            self.skopeo("reset/skopeo", ["mel", "syd"], reset="syd")
         self.drop()
 
 
@@ -241,7 +251,25 @@ def _parser() -> argparse.ArgumentParser:
         help="repetitions; figures are medians (default 1)",
     )
     parser.add_argument("--write", action="store_true", help=f"put the report into {RESULTS.name}")
+    parser.add_argument(
+        "--only",
+        type=_cases,
+        default=frozenset(),
+        metavar="CASE,...",
+        help=f"run only these cases ({', '.join(CASES)}), to iterate faster; "
+        "default: all (--write needs all)",
+    )
     return parser
+
+
+def _cases(text: str) -> frozenset[str]:
+    cases = frozenset(part.strip() for part in text.split(",") if part.strip())
+    unknown = sorted(cases - set(CASES))
+    if unknown or not cases:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(unknown) or 'nothing'}: not a case; choose from {', '.join(CASES)}"
+        )
+    return cases
 
 
 def _interrupted(signum: int, _frame: FrameType | None) -> None:
@@ -252,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not 1 <= args.repeat <= 10:
         raise SystemExit("bench.shaped: --repeat must be between 1 and 10")
+    if args.write and args.only:
+        raise SystemExit("bench.shaped: --write records every case; drop --only")
     require_root()
     signal.signal(signal.SIGTERM, _interrupted)
     command = shlex.join([".venv/bin/python", "-m", "bench.shaped", *sys.argv[1:]])
@@ -265,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                 runner = Runner(net, source, image, reset_image)
                 try:
                     for _ in range(args.repeat):
-                        runner.repetition()
+                        runner.repetition(args.only)
                 finally:
                     runner.drop()
             finally:

@@ -126,6 +126,10 @@ def _findings(
             f"skopeo's two copies {fig.wall('equal2/skopeo'):.2f} s"
         ),
         (
+            f"- one region (mel): ours alone {fig.wall('slow/ours-mel-alone'):.2f} s, skopeo's "
+            f"copy to mel {fig.present('equal2/skopeo', 'mel'):.2f} s (its first, in equal links)"
+        ),
+        (
             f"- equal links, 3 regions: ours {fig.wall('equal3/ours'):.2f} s, "
             f"skopeo's three copies {fig.wall('equal3/skopeo'):.2f} s"
         ),
