@@ -10,11 +10,19 @@ destination sets the pace, and a reader can never go back.
 
 A reader's last chunk is handed over only once the source read has verified
 size and digest, so no upload can be committed with bytes that did not check.
+
+Per-chunk costs are kept off the byte path: over a real link the source's
+reads return tens of KiB each, so the spool is written in batches of
+``_WRITE_BATCH`` (one thread hop per batch, not per chunk; a chunk leaves
+memory only once it is on the file), and a reader is handed every contiguous
+byte it may take at once (up to ``_READ_MAX``) rather than one chunk a
+request, so an upload that waited for its socket catches up in one write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +36,8 @@ __all__ = ["BlobBuffer", "NotRetainedError"]
 
 _FILE_READ = 1024 * 1024
 _REHASH_READ = 8 * 1024 * 1024
+_READ_MAX = 1024 * 1024  # bytes handed to a reader at once from memory
+_WRITE_BATCH = 256 * 1024  # bytes gathered before one write to the spool file
 
 
 class NotRetainedError(SyncError):
@@ -49,6 +59,8 @@ class BlobBuffer:
         self._window = window
         self._chunks: deque[tuple[int, bytes]] = deque()
         self._held = 0
+        self._written = 0  # bytes on the spool file; the rest of received is in memory only
+        self._unwritten: list[bytes] = []
         self._changed = asyncio.Condition()
         self._positions: dict[object, int] = {}  # lockstep: what each reader has taken
         # keep_file: an earlier attempt's bytes, re-hashed (rehash) before any is used.
@@ -81,13 +93,13 @@ class BlobBuffer:
         assert self.received == 0
         os.ftruncate(self._fd, count)
         async with self._changed:
-            self.received = count
+            self.received = self._written = count
             self._changed.notify_all()
 
     async def append(self, chunk: bytes, watch: Watch) -> None:
         """Add the next bytes; in lockstep, first wait for room in the window."""
-        if self._fd is not None:
-            await asyncio.to_thread(_write_all, self._fd, chunk, self.received)
+        if not chunk:
+            return
         async with self._changed:
             if self._fd is None:
                 with watch.waiting():  # the slow destination's own watch judges it
@@ -95,10 +107,32 @@ class BlobBuffer:
             self._chunks.append((self.received, chunk))
             self._held += len(chunk)
             self.received += len(chunk)
-            if self._fd is not None:
-                while self._held > self._window and len(self._chunks) > 1:
-                    self._held -= len(self._chunks.popleft()[1])
             self._changed.notify_all()
+        if self._fd is not None:
+            self._unwritten.append(chunk)
+            if self.received - self._written >= _WRITE_BATCH:
+                await self._flush()
+
+    async def flush(self) -> None:
+        """Put every byte appended so far on the spool file (a checkpoint names them)."""
+        await self._flush()
+
+    async def _flush(self) -> None:
+        """Put the bytes gathered so far on the spool file, then let the window drop
+        what is on the file beyond its size."""
+        if self._fd is None or not self._unwritten:
+            return
+        # Taken off the list only once written: a read cancelled meanwhile (the watchdog)
+        # and resumed writes the same bytes at the same offset again, never a gap.
+        pieces = list(self._unwritten)
+        await asyncio.to_thread(_write_all, self._fd, pieces, self._written)
+        del self._unwritten[: len(pieces)]
+        self._written += sum(len(piece) for piece in pieces)
+        while self._held > self._window and len(self._chunks) > 1:
+            offset, first = self._chunks[0]
+            if offset + len(first) > self._written:
+                break
+            self._held -= len(self._chunks.popleft()[1])
 
     def _room_for(self, count: int) -> bool:
         low = min(self._positions.values(), default=self.received)
@@ -108,6 +142,8 @@ class BlobBuffer:
 
     async def finish(self, error: SyncError | None) -> None:
         """The source read ended: verified (None) or failed for good."""
+        if error is None:
+            await self._flush()
         async with self._changed:
             if error is None:
                 self.complete = True
@@ -160,15 +196,41 @@ class BlobBuffer:
     async def _next(self, offset: int, end: int, watch: Watch) -> bytes:
         if self.received <= offset:
             await self._wait(lambda: self.received > offset, watch)
-        for chunk_offset, chunk in reversed(self._chunks):
-            if chunk_offset <= offset:
-                if offset < chunk_offset + len(chunk):
-                    return chunk[offset - chunk_offset : end - chunk_offset]
-                break
+        held = self._held_from(offset, min(end, offset + _READ_MAX))
+        if held is not None:
+            return held
         if self._fd is None:
             raise NotRetainedError(f"byte {offset} of the blob is no longer held (lockstep)")
-        count = min(end, self.received, offset + _FILE_READ) - offset
-        return await asyncio.to_thread(os.pread, self._fd, count, offset)
+        # Not in memory, so on the file (a chunk leaves memory only once written there).
+        count = min(end, self._written, offset + _FILE_READ) - offset
+        # The buffer is allocated here, on the event loop's thread: bytes allocated in
+        # the worker threads stay in their malloc arenas (tens of MiB of peak RSS).
+        buffer = bytearray(count)
+        read = await asyncio.to_thread(os.preadv, self._fd, [buffer], offset)
+        if read <= 0:
+            raise OSError(f"spool file ends at byte {offset}; {count} more were written")
+        return bytes(memoryview(buffer)[:read])
+
+    def _held_from(self, offset: int, end: int) -> bytes | None:
+        """Bytes ``offset`` up to ``end`` that memory holds contiguously from ``offset``
+        (at least one), or None when ``offset`` is no longer in memory."""
+        chunks = self._chunks
+        if not chunks or offset < chunks[0][0]:
+            return None
+        index = len(chunks) - 1
+        while chunks[index][0] > offset:  # readers are mostly near the newest bytes
+            index -= 1
+        chunk_offset, chunk = chunks[index]
+        if chunk_offset + len(chunk) >= end or index == len(chunks) - 1:
+            return chunk[offset - chunk_offset : end - chunk_offset]
+        pieces = [memoryview(chunk)[offset - chunk_offset :]]
+        reached = chunk_offset + len(chunk)
+        for chunk_offset, chunk in itertools.islice(chunks, index + 1, None):
+            if reached >= end:
+                break
+            pieces.append(memoryview(chunk)[: end - chunk_offset])
+            reached = chunk_offset + len(chunk)
+        return b"".join(pieces)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -176,9 +238,12 @@ class BlobBuffer:
             self._fd = None
 
 
-def _write_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view = view[written:]
+def _write_all(fd: int, pieces: list[bytes], offset: int) -> None:
+    views = [memoryview(piece) for piece in pieces]
+    while views:
+        written = os.pwritev(fd, views, offset)
         offset += written
+        while views and written >= len(views[0]):
+            written -= len(views.pop(0))
+        if views and written:
+            views[0] = views[0][written:]
