@@ -24,15 +24,22 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, PrivateAttr, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+)
 
 from ecr_ocir_sync import settings_sources as sources
 from ecr_ocir_sync import settings_values as parse
 from ecr_ocir_sync.errors import ConfigError, InvalidReferenceError
 from ecr_ocir_sync.oci.reference import check_repository
 from ecr_ocir_sync.rules.policy import DeletePolicy
-from ecr_ocir_sync.settings_values import FLAG_WORDS, Endpoint
+from ecr_ocir_sync.settings_values import DEFAULT_STATUS_URL, FLAG_WORDS, Endpoint
 
 __all__ = [
     "FALLBACKS",
@@ -174,13 +181,16 @@ class Problem:
     message: str
 
 
-class Settings(BaseSettings):
-    """Every variable of README's configuration table; build with :meth:`from_environ`."""
+class Settings(BaseModel):
+    """Every variable of README's configuration table; build with :meth:`from_environ`.
+
+    A plain pydantic model, not pydantic-settings' BaseSettings: the environment is
+    passed in whole by :meth:`from_environ` (the families need all of it, and nothing
+    may read the process environment behind the entry point's back), so BaseSettings'
+    sources had nothing to do, and importing it cost every start ~0.1 s."""
 
     # Defaults are trusted (an empty OCI_TENANCY is "not set", not a bad namespace).
-    model_config = SettingsConfigDict(
-        frozen=True, extra="ignore", case_sensitive=True, validate_default=False
-    )
+    model_config = ConfigDict(frozen=True, extra="ignore", validate_default=False)
 
     # OCIR: the login and the regions
     namespace: Annotated[str, BeforeValidator(_namespace)] = Field("", alias="OCI_TENANCY")
@@ -271,7 +281,7 @@ class Settings(BaseSettings):
     )
     api_docs: Flag = Field(False, alias="SYNC_API_DOCS")  # /docs and /openapi.json
     # where `ecr-ocir-sync status` asks a running service
-    status_url: str = Field("http://127.0.0.1:8080", alias="SYNC_STATUS_URL")
+    status_url: str = Field(DEFAULT_STATUS_URL, alias="SYNC_STATUS_URL")
     insecure_variable: Annotated[frozenset[str], BeforeValidator(_hosts)] = Field(
         frozenset(), alias="SYNC_INSECURE_REGISTRIES"
     )
@@ -325,19 +335,6 @@ class Settings(BaseSettings):
     _problems: tuple[Problem, ...] = PrivateAttr(())
 
     FAMILIES: ClassVar[Mapping[str, str]] = _FAMILIES
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Only what :meth:`from_environ` passes: the families need the whole environment,
-        and nothing may read the process environment behind the entry point's back."""
-        return (init_settings,)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:

@@ -15,6 +15,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 __all__ = [
+    "DEFAULT_STATUS_URL",
     "FLAG_WORDS",
     "Endpoint",
     "account_ids",
@@ -38,6 +39,8 @@ _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 FLAG_WORDS = _TRUE + _FALSE
 """Every flag's words, any case: true, 1, yes, on turn it on; false, 0, no, off turn it off."""
+# SYNC_STATUS_URL's default, here so that `status --help` names it without loading the model.
+DEFAULT_STATUS_URL = "http://127.0.0.1:8080"
 
 _ACCOUNT = re.compile(r"\d{12}")
 _AWS_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d")
