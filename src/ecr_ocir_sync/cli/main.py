@@ -7,29 +7,28 @@ bad usage (malformed references, unreadable settings).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ecr_ocir_sync import __version__
 from ecr_ocir_sync.cli.config_check import add_config_command, run_config_command
 from ecr_ocir_sync.cli.service_commands import add_service_commands, run_service_command
 from ecr_ocir_sync.cli.status import add_status_command, run_status_command
 from ecr_ocir_sync.cli.usage_command import add_usage_command, run_usage_command
-from ecr_ocir_sync.cloud.credential_chain import CredentialSettings, OcirLogin, build_credentials
-from ecr_ocir_sync.cloud.ocir_tokens import OcirTokenSettings
-from ecr_ocir_sync.engine.destination import Destination
-from ecr_ocir_sync.engine.progress import ProgressListener, ignore_progress
-from ecr_ocir_sync.engine.result import CopyResult
 from ecr_ocir_sync.errors import ConfigError, SyncError
-from ecr_ocir_sync.oci.reference import ImageReference, parse_reference
-from ecr_ocir_sync.registry.pool import ConnectionLimits, Registries
-from ecr_ocir_sync.rules.regions import region_destinations
-from ecr_ocir_sync.settings import RegistryAuth, Settings
+
+# The settings model (pydantic), httpx and the engine are imported where a command
+# needs them, not here: `--help` and a mistyped command answer at once.
+if TYPE_CHECKING:
+    from ecr_ocir_sync.engine.progress import ProgressListener
+    from ecr_ocir_sync.engine.result import CopyResult
+    from ecr_ocir_sync.oci.reference import ImageReference
+    from ecr_ocir_sync.registry.pool import Registries
+    from ecr_ocir_sync.settings import Settings
 
 __all__ = ["main"]
 
@@ -151,6 +150,9 @@ _TOKEN_VARIABLES = ("OCIR_TOKEN_ENDPOINT_<KEY>", "OCI_API_AUTH", "OCI_API_REGION
 def _destination_references(
     args: argparse.Namespace, source: ImageReference, settings: Settings
 ) -> list[ImageReference]:
+    from ecr_ocir_sync.oci.reference import parse_reference  # noqa: PLC0415
+    from ecr_ocir_sync.rules.regions import region_destinations  # noqa: PLC0415
+
     if args.destinations:
         references = [parse_reference(text) for text in args.destinations]
     else:
@@ -177,6 +179,15 @@ def _destination_references(
 
 
 def _registries(args: argparse.Namespace, settings: Settings) -> Registries:
+    from ecr_ocir_sync.cloud.credential_chain import (  # noqa: PLC0415
+        CredentialSettings,
+        OcirLogin,
+        build_credentials,
+    )
+    from ecr_ocir_sync.cloud.ocir_tokens import OcirTokenSettings  # noqa: PLC0415
+    from ecr_ocir_sync.registry.pool import ConnectionLimits, Registries  # noqa: PLC0415
+    from ecr_ocir_sync.settings import RegistryAuth  # noqa: PLC0415
+
     token_exchange = settings.registry_auth is RegistryAuth.TOKEN_EXCHANGE
     settings.require(
         _REGISTRY_VARIABLES + (_TOKEN_VARIABLES if token_exchange else ()), header=_HEADER
@@ -195,6 +206,8 @@ def _registries(args: argparse.Namespace, settings: Settings) -> Registries:
 
 
 def _listener(args: argparse.Namespace) -> tuple[ProgressListener, AbstractContextManager[object]]:
+    from ecr_ocir_sync.engine.progress import ignore_progress  # noqa: PLC0415
+
     if args.json or not sys.stderr.isatty():
         return ignore_progress, nullcontext()
     from ecr_ocir_sync.cli.display import LiveProgress  # noqa: PLC0415 - terminals only
@@ -204,10 +217,14 @@ def _listener(args: argparse.Namespace) -> tuple[ProgressListener, AbstractConte
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> CopyResult:
+    import tempfile  # noqa: PLC0415
+
     from ecr_ocir_sync.engine.copy import CopyOptions  # noqa: PLC0415
     from ecr_ocir_sync.engine.delete import delete_image  # noqa: PLC0415 - keeps --help fast
+    from ecr_ocir_sync.engine.destination import Destination  # noqa: PLC0415
     from ecr_ocir_sync.engine.mirror import mirror_image  # noqa: PLC0415
     from ecr_ocir_sync.engine.spool import Spool  # noqa: PLC0415
+    from ecr_ocir_sync.oci.reference import parse_reference  # noqa: PLC0415
 
     async with _registries(args, settings) as registries:
         if args.command == "delete":
@@ -250,6 +267,10 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import asyncio  # noqa: PLC0415
+
+    from ecr_ocir_sync.settings import Settings  # noqa: PLC0415
+
     # The one place the environment is read; every command takes what it needs from here.
     settings = Settings.from_environ(os.environ)
     if args.command == "config":

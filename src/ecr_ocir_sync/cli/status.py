@@ -12,16 +12,17 @@ import shutil
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Any, TextIO
-
-import httpx
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ecr_ocir_sync.cli.report import human_size
-from ecr_ocir_sync.settings import Settings
+from ecr_ocir_sync.settings_values import DEFAULT_STATUS_URL
+
+if TYPE_CHECKING:
+    from ecr_ocir_sync.settings import Settings
 
 __all__ = ["add_status_command", "render_status", "run_status_command"]
 
-DEFAULT_URL = Settings.model_fields["status_url"].default
+DEFAULT_URL = DEFAULT_STATUS_URL
 _CLEAR = "\x1b[H\x1b[2J"
 _RUNNING_SHOWN = 8
 _FAILURES_SHOWN = 5
@@ -142,6 +143,8 @@ def _reconciliation(reconciliation: dict[str, Any], now: float) -> str:
 
 
 def fetch_status(url: str, api_key: str | None) -> dict[str, Any]:
+    import httpx  # noqa: PLC0415 - loaded by this command only: `--help` stays fast
+
     headers = {"X-API-Key": api_key} if api_key else {}
     try:
         answer = httpx.get(f"{url.rstrip('/')}/status", headers=headers, timeout=10)
