@@ -8,9 +8,11 @@ judged by :func:`raise_for_status`.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
 from time import time
+from typing import Protocol
 
 import httpcore
 import httpx
@@ -41,6 +43,15 @@ _CONNECT, _READ, _WRITE = 15.0, 120.0, 120.0
 # boto3 and the OCI SDK speak through urllib3). tests/test_internals.py fails
 # when httpcore stops reading it; pyproject.toml bounds httpcore below 1.1.
 _READ_BYTES = 1024 * 1024
+
+# Over a rate-limited link a blob arrives a few tens of KiB per wake-up, and each
+# wake-up costs a read, an h11 event, two timeout scopes and the engine's per-chunk
+# work (a quarter of a shaped copy's CPU). SO_RCVLOWAT (Linux) has the kernel wake the
+# reader only once this much is waiting. It is set for the body of a large blob only,
+# back to 1 byte for the body's last 2 x this (so the end never waits for bytes that
+# will not come, TLS records' overhead included) and when the body ends, whatever the
+# outcome (the connection goes back to the pool for small answers).
+_LOW_WATER = 256 * 1024
 
 
 class _LazyTransport(httpx.AsyncBaseTransport):
@@ -98,14 +109,66 @@ async def send(
 
 async def iter_body(response: httpx.Response, where: str) -> AsyncIterator[bytes]:
     """The raw body of a streamed response; a connection lost midway is retryable."""
+    low_water = _LowWater.of(response)
     try:
         async for chunk in response.aiter_raw():
+            if low_water is not None:
+                low_water.took(len(chunk))
             yield chunk
     except httpx.TimeoutException as exc:
         raise UnavailableError(f"{where}: timed out mid-body ({type(exc).__name__})") from exc
     except httpx.TransportError as exc:
         detail = str(exc) or type(exc).__name__
         raise UnavailableError(f"{where}: connection lost mid-body: {detail}") from exc
+    finally:
+        if low_water is not None:
+            low_water.lower()
+
+
+class _Socket(Protocol):
+    def setsockopt(self, level: int, option: int, value: int, /) -> None: ...
+
+
+class _LowWater:
+    """SO_RCVLOWAT on a large body's socket while more than 2 x _LOW_WATER remain."""
+
+    def __init__(self, sock: _Socket, remaining: int) -> None:
+        self._socket: _Socket | None = sock
+        self._remaining = remaining
+
+    @classmethod
+    def of(cls, response: httpx.Response) -> _LowWater | None:
+        option = getattr(socket, "SO_RCVLOWAT", None)
+        stream = response.extensions.get("network_stream")
+        length = response.headers.get("Content-Length", "")
+        if option is None or stream is None or not length.isdigit():
+            return None
+        if int(length) < 4 * _LOW_WATER:
+            return None
+        sock = stream.get_extra_info("socket")  # asyncio hands out a TransportSocket
+        if not callable(getattr(sock, "setsockopt", None)):
+            return None
+        low_water = cls(sock, int(length))
+        low_water._set(_LOW_WATER)
+        return low_water
+
+    def took(self, count: int) -> None:
+        self._remaining -= count
+        if self._remaining < 2 * _LOW_WATER:
+            self.lower()
+
+    def lower(self) -> None:
+        """Back to the default: wake the reader for any byte."""
+        self._set(1)
+        self._socket = None
+
+    def _set(self, value: int) -> None:
+        if self._socket is None:
+            return
+        try:
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, value)
+        except OSError:
+            self._socket = None  # not this socket's option: read as before
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
