@@ -36,7 +36,8 @@ async def test_a_reader_behind_the_source_is_handed_the_held_bytes_in_one_piece(
         # Not one piece per source chunk: the upload catches up in one write.
         first = await anext(reader)
         assert first == data
-        await reader.aclose()
+        await buffer.finish(None)
+        assert [piece async for piece in reader] == []
     finally:
         buffer.close()
 
