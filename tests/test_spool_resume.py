@@ -38,9 +38,8 @@ CHECKPOINT = 256 * 1024
 
 
 def options(spool: Spool, **more: Any) -> CopyOptions:
-    return CopyOptions(
-        retry=FAST_RETRY, spool=spool, stall_seconds=60.0, checkpoint_bytes=CHECKPOINT, **more
-    )
+    more.setdefault("checkpoint_bytes", CHECKPOINT)
+    return CopyOptions(retry=FAST_RETRY, spool=spool, stall_seconds=60.0, **more)
 
 
 def journal_of(directory: Path, data: bytes) -> dict[str, Any] | None:
@@ -389,3 +388,35 @@ def test_kept_files_older_than_the_keep_time_are_removed(tmp_path):
 
     assert not old.path.with_suffix(".spool").exists()
     assert spool.used == 10
+
+
+async def test_a_checkpoint_names_only_bytes_already_on_the_spool_file(
+    source, dest_open, push_source, tmp_path
+):
+    # The file receives appended bytes in batches; a checkpoint between two batches must
+    # still find its bytes there after the process is gone.
+    layer = layer_bytes(MiB - 1000, 232)  # read in small pieces (no SO_RCVLOWAT batches)
+    image = build_image([layer])
+    push_source.image("app", "1", image)
+    only_the_layer_missing(dest_open, image, layer)
+    spool_dir = tmp_path / "spool"
+    # Slow: the copy is cut off soon after the first checkpoint, before another batch.
+    slow = SlowProxy(source.port, bytes_per_second=512 * 1024).start()
+    held = await HttpFaultProxy(dest_open.port, Fault("PATCH", 1, stall=True)).start()
+    try:
+        await cut_off(
+            slow.host,
+            held.host,
+            spool_dir,
+            lambda: (journal_of(spool_dir, layer) or {}).get("verified", 0) > 0,
+            checkpoint_bytes=64 * 1024,  # well before the file's first batch
+        )
+    finally:
+        held.release()
+        await held.stop()
+        slow.stop()
+
+    verified = (journal_of(spool_dir, layer) or {})["verified"]
+    [spool_file] = list(spool_dir.glob("*.spool"))
+    assert 0 < verified < len(layer)
+    assert spool_file.read_bytes()[:verified] == layer[:verified]

@@ -86,6 +86,7 @@ class SourceRead:
                 await self.retry.sleep(delay)
                 continue
             if self.journal is not None and self.journal.verified < self.blob.size:
+                await self.buffer.flush()  # a checkpoint names bytes on the file only
                 self.journal.checkpoint(self.blob.size, verifier.prefix_hexdigest())
             await self.buffer.finish(None)
             return
@@ -116,9 +117,10 @@ class SourceRead:
         await self.buffer.adopt(0)
         return self._verifier()
 
-    def _checkpoint(self, verifier: DigestVerifier) -> None:
+    async def _checkpoint(self, verifier: DigestVerifier) -> None:
         journal = self.journal
         if journal is not None and verifier.received - journal.verified >= self.checkpoint_bytes:
+            await self.buffer.flush()  # the file gets appended bytes in batches
             journal.checkpoint(verifier.received, verifier.prefix_hexdigest())
 
     async def _read_from(self, start: int, verifier: DigestVerifier, watch: Watch) -> None:
@@ -130,6 +132,6 @@ class SourceRead:
             async for chunk in iter_body(response, self.where):
                 verifier.update(chunk)
                 watch.touch()
-                await self.buffer.append(chunk, watch)  # on the spool file once it returns
+                await self.buffer.append(chunk, watch)
                 self.on_read(len(chunk))
-                self._checkpoint(verifier)
+                await self._checkpoint(verifier)
