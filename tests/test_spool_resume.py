@@ -23,6 +23,7 @@ from ecr_ocir_sync.engine.progress import (
     SpoolReused,
     UploadResumed,
 )
+from ecr_ocir_sync.engine.result import CopyResult
 from ecr_ocir_sync.engine.spool import Spool
 from ecr_ocir_sync.engine.spool_journal import SpoolJournal
 from ecr_ocir_sync.registry.credentials import Credentials
@@ -59,16 +60,45 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 30) -
     assert condition(), what
 
 
-def only_the_layer_missing(destination: RegistryServer, image: Image, layer: bytes) -> None:
-    """The config is at the destination already: the layer is the only blob that moves,
-    so which PATCH a proxy holds is known."""
-    pusher = Pusher(destination.url)
-    try:
-        for data in image.blobs.values():
-            if data != layer:
-                pusher.blob("app", data)
-    finally:
-        pusher.close()
+def verified(directory: Path, data: bytes) -> int:
+    """The bytes of ``data`` its journal names as on the spool file (0: no journal yet)."""
+    return int((journal_of(directory, data) or {}).get("verified", 0))
+
+
+def one_layer_image(
+    source: Pusher, destination: RegistryServer | None, size: int, seed: int
+) -> tuple[bytes, Image]:
+    """``app:1`` at the source, one layer.  With a ``destination``, the config is there
+    already: the layer is the only blob that moves, so which PATCH a proxy holds is known."""
+    layer = layer_bytes(size, seed)
+    image = build_image([layer])
+    source.image("app", "1", image)
+    if destination is not None:
+        pusher = Pusher(destination.url)
+        try:
+            for data in image.blobs.values():
+                if data != layer:
+                    pusher.blob("app", data)
+        finally:
+            pusher.close()
+    return layer, image
+
+
+async def copy_after_restart(
+    spool_dir: Path,
+    source_host: str,
+    dest_host: str,
+    logins: dict[str, Credentials] | None = None,
+    **more: Any,
+) -> tuple[CopyResult, list[ProgressEvent], Spool]:
+    """The copy a restarted process makes: a new Spool on the same directory."""
+    spool = Spool.open(spool_dir, budget=256 * MiB)
+    events: list[ProgressEvent] = []
+    async with make_registries(source_host, dest_host, logins=logins or {}) as pool:
+        result = await copy(
+            pool, f"{source_host}/app:1", [f"{dest_host}/app"], options(spool, **more), events
+        )
+    return result, events, spool
 
 
 async def cut_off(
@@ -93,27 +123,16 @@ async def cut_off(
 async def test_a_blob_fully_spooled_before_a_restart_is_not_read_from_the_source_again(
     source, dest_open, push_source, tmp_path
 ):
-    layer = layer_bytes(3 * MiB, 230)
-    image = build_image([layer])
-    push_source.image("app", "1", image)
-    only_the_layer_missing(dest_open, image, layer)
+    layer, image = one_layer_image(push_source, dest_open, 3 * MiB, 230)
     spool_dir = tmp_path / "spool"
     held = await HttpFaultProxy(dest_open.port, Fault("PATCH", 1, stall=True)).start()
     try:
         await cut_off(
-            source.host,
-            held.host,
-            spool_dir,
-            lambda: (journal_of(spool_dir, layer) or {}).get("verified") == len(layer),
+            source.host, held.host, spool_dir, lambda: verified(spool_dir, layer) == len(layer)
         )
         held.release()
-        spool = Spool.open(spool_dir, budget=256 * MiB)  # the restarted process
-        assert spool.used == len(layer)  # the kept file counts against the budget
-        events: list[ProgressEvent] = []
-        async with make_registries(source.host, held.host, logins={}) as pool:
-            result = await copy(
-                pool, f"{source.host}/app:1", [f"{held.host}/app"], options(spool), events
-            )
+        assert Spool.open(spool_dir, budget=256 * MiB).used == len(layer)  # counted
+        result, events, spool = await copy_after_restart(spool_dir, source.host, held.host)
     finally:
         await held.stop()
 
@@ -128,10 +147,7 @@ async def test_a_blob_fully_spooled_before_a_restart_is_not_read_from_the_source
 async def test_a_blob_partly_spooled_before_a_restart_continues_with_a_range_from_its_checkpoint(
     source, dest_open, push_source, tmp_path
 ):
-    layer = layer_bytes(4 * MiB, 231)
-    image = build_image([layer])
-    push_source.image("app", "1", image)
-    only_the_layer_missing(dest_open, image, layer)
+    layer, image = one_layer_image(push_source, dest_open, 4 * MiB, 231)
     spool_dir = tmp_path / "spool"
     slow = SlowProxy(source.port, bytes_per_second=2 * MiB).start()
     held = await HttpFaultProxy(dest_open.port, Fault("PATCH", 1, stall=True)).start()
@@ -140,20 +156,15 @@ async def test_a_blob_partly_spooled_before_a_restart_continues_with_a_range_fro
             slow.host,
             held.host,
             spool_dir,
-            lambda: (journal_of(spool_dir, layer) or {}).get("verified", 0) >= 2 * MiB,
+            lambda: verified(spool_dir, layer) >= 2 * MiB,
         )
-        verified = (journal_of(spool_dir, layer) or {})["verified"]
-        assert verified < len(layer)
+        kept = verified(spool_dir, layer)
+        assert kept < len(layer)
         slow.rate = 1 << 40  # the link is fine again
         held.release()
         counted = await HttpFaultProxy(slow.port).start()  # records the source's requests
-        events: list[ProgressEvent] = []
-        spool = Spool.open(spool_dir, budget=256 * MiB)
         try:
-            async with make_registries(counted.host, held.host, logins={}) as pool:
-                result = await copy(
-                    pool, f"{counted.host}/app:1", [f"{held.host}/app"], options(spool), events
-                )
+            result, events, spool = await copy_after_restart(spool_dir, counted.host, held.host)
         finally:
             await counted.stop()
     finally:
@@ -161,10 +172,10 @@ async def test_a_blob_partly_spooled_before_a_restart_continues_with_a_range_fro
         slow.stop()
 
     assert result.ok, result
-    assert [e.count for e in events if isinstance(e, SpoolReused)] == [verified]
-    assert result.bytes_read == len(layer) - verified
+    assert [e.count for e in events if isinstance(e, SpoolReused)] == [kept]
+    assert result.bytes_read == len(layer) - kept
     ranges = [head.get("range") for head in counted.heads if head.get("range")]
-    assert ranges == [f"bytes={verified}-{len(layer) - 1}"]
+    assert ranges == [f"bytes={kept}-{len(layer) - 1}"]
     assert skopeo.manifest_digest(f"{dest_open.host}/app:1") == image.digest
     assert spool.files() == []
 
@@ -172,18 +183,12 @@ async def test_a_blob_partly_spooled_before_a_restart_continues_with_a_range_fro
 async def test_a_spool_file_changed_since_its_checkpoint_is_not_used_and_the_blob_is_read_again(
     source, dest_open, push_source, tmp_path
 ):
-    layer = layer_bytes(3 * MiB, 232)
-    image = build_image([layer])
-    push_source.image("app", "1", image)
-    only_the_layer_missing(dest_open, image, layer)
+    layer, image = one_layer_image(push_source, dest_open, 3 * MiB, 232)
     spool_dir = tmp_path / "spool"
     held = await HttpFaultProxy(dest_open.port, Fault("PATCH", 1, stall=True)).start()
     try:
         await cut_off(
-            source.host,
-            held.host,
-            spool_dir,
-            lambda: (journal_of(spool_dir, layer) or {}).get("verified") == len(layer),
+            source.host, held.host, spool_dir, lambda: verified(spool_dir, layer) == len(layer)
         )
         held.release()
         data = spool_dir / f"{sha256(layer).removeprefix('sha256:')}.spool"
@@ -192,12 +197,7 @@ async def test_a_spool_file_changed_since_its_checkpoint_is_not_used_and_the_blo
             byte = damaged.read(1)
             damaged.seek(MiB)
             damaged.write(bytes([byte[0] ^ 1]))
-        events: list[ProgressEvent] = []
-        spool = Spool.open(spool_dir, budget=256 * MiB)
-        async with make_registries(source.host, held.host, logins={}) as pool:
-            result = await copy(
-                pool, f"{source.host}/app:1", [f"{held.host}/app"], options(spool), events
-            )
+        result, events, spool = await copy_after_restart(spool_dir, source.host, held.host)
     finally:
         await held.stop()
 
@@ -211,10 +211,7 @@ async def test_a_spool_file_changed_since_its_checkpoint_is_not_used_and_the_blo
 async def test_an_upload_session_open_before_a_restart_continues_where_the_registry_says(
     source, dest_open, push_source, tmp_path
 ):
-    layer = layer_bytes(3 * MiB, 233)
-    image = build_image([layer])
-    push_source.image("app", "1", image)
-    only_the_layer_missing(dest_open, image, layer)
+    layer, image = one_layer_image(push_source, dest_open, 3 * MiB, 233)
     spool_dir = tmp_path / "spool"
     # Chunks of 1 MiB: the first two land, the third is held (the registry never sees it).
     held = await HttpFaultProxy(dest_open.port, Fault("PATCH", 3, stall=True)).start()
@@ -228,16 +225,9 @@ async def test_an_upload_session_open_before_a_restart_continues_where_the_regis
             source.host, held.host, spool_dir, two_chunks_confirmed, upload_chunk_bytes=MiB
         )
         held.release()
-        events: list[ProgressEvent] = []
-        spool = Spool.open(spool_dir, budget=256 * MiB)
-        async with make_registries(source.host, held.host, logins={}) as pool:
-            result = await copy(
-                pool,
-                f"{source.host}/app:1",
-                [f"{held.host}/app"],
-                options(spool, upload_chunk_bytes=MiB),
-                events,
-            )
+        result, events, _ = await copy_after_restart(
+            spool_dir, source.host, held.host, upload_chunk_bytes=MiB
+        )
     finally:
         await held.stop()
 
@@ -251,10 +241,7 @@ async def test_an_upload_session_open_before_a_restart_continues_where_the_regis
 async def test_a_region_that_failed_every_retry_gets_the_blob_from_the_spool_at_the_next_attempt(
     source, dest_open, push_source, tmp_path
 ):
-    layer = layer_bytes(2 * MiB, 234)
-    image = build_image([layer])
-    push_source.image("app", "1", image)
-    only_the_layer_missing(dest_open, image, layer)
+    layer, image = one_layer_image(push_source, dest_open, 2 * MiB, 234)
     down = [Fault("PATCH", n, status=503) for n in range(1, FAST_RETRY.attempts + 1)]
     failing = await HttpFaultProxy(dest_open.port, *down).start()
     spool = Spool.open(tmp_path / "spool", budget=256 * MiB)  # one process, two attempts
@@ -280,22 +267,17 @@ async def test_a_region_that_failed_every_retry_gets_the_blob_from_the_spool_at_
 async def test_a_journal_naming_an_upload_at_another_origin_gets_no_credentials(
     source, dest_basic, push_source, tmp_path
 ):
-    layer = layer_bytes(MiB, 235)
-    image = build_image([layer])
-    push_source.image("app", "1", image)
+    layer, image = one_layer_image(push_source, None, MiB, 235)
     foreign = await HttpFaultProxy(dest_basic.port).start()  # records whatever reaches it
     journal = _leave(tmp_path / "spool", layer)
     journal.record_upload(
         f"{dest_basic.host}/app", f"http://{foreign.host}/v2/app/blobs/uploads/x?_state=y", 4096
     )
-    events: list[ProgressEvent] = []
-    spool = Spool.open(tmp_path / "spool", budget=256 * MiB)
     logins = {dest_basic.host: Credentials(USER, PASSWORD)}
     try:
-        async with make_registries(source.host, dest_basic.host, logins=logins) as pool:
-            result = await copy(
-                pool, f"{source.host}/app:1", [f"{dest_basic.host}/app"], options(spool), events
-            )
+        result, events, _ = await copy_after_restart(
+            tmp_path / "spool", source.host, dest_basic.host, logins
+        )
     finally:
         await foreign.stop()
 
@@ -310,18 +292,11 @@ async def test_a_journal_naming_an_upload_at_another_origin_gets_no_credentials(
 async def test_a_spool_file_shorter_than_its_checkpoint_is_read_again_from_the_source(
     source, dest_open, push_source, tmp_path
 ):
-    layer = layer_bytes(MiB, 236)
-    image = build_image([layer])
-    push_source.image("app", "1", image)
+    layer, image = one_layer_image(push_source, None, MiB, 236)
     journal = _leave(tmp_path / "spool", layer)
     with journal.path.with_suffix(".spool").open("r+b") as cut:
         cut.truncate(1000)  # the pages after it never reached the disk
-    events: list[ProgressEvent] = []
-    spool = Spool.open(tmp_path / "spool", budget=256 * MiB)
-    async with make_registries(source.host, dest_open.host, logins={}) as pool:
-        result = await copy(
-            pool, f"{source.host}/app:1", [f"{dest_open.host}/app"], options(spool), events
-        )
+    result, events, _ = await copy_after_restart(tmp_path / "spool", source.host, dest_open.host)
 
     assert result.ok, result
     assert not [e for e in events if isinstance(e, SpoolReused)]
@@ -395,10 +370,8 @@ async def test_a_checkpoint_names_only_bytes_already_on_the_spool_file(
 ):
     # The file receives appended bytes in batches; a checkpoint between two batches must
     # still find its bytes there after the process is gone.
-    layer = layer_bytes(MiB - 1000, 232)  # read in small pieces (no SO_RCVLOWAT batches)
-    image = build_image([layer])
-    push_source.image("app", "1", image)
-    only_the_layer_missing(dest_open, image, layer)
+    # Under 1 MiB: read in small pieces (no SO_RCVLOWAT batches).
+    layer, _ = one_layer_image(push_source, dest_open, MiB - 1000, 232)
     spool_dir = tmp_path / "spool"
     # Slow: the copy is cut off soon after the first checkpoint, before another batch.
     slow = SlowProxy(source.port, bytes_per_second=512 * 1024).start()
@@ -408,7 +381,7 @@ async def test_a_checkpoint_names_only_bytes_already_on_the_spool_file(
             slow.host,
             held.host,
             spool_dir,
-            lambda: (journal_of(spool_dir, layer) or {}).get("verified", 0) > 0,
+            lambda: verified(spool_dir, layer) > 0,
             checkpoint_bytes=64 * 1024,  # well before the file's first batch
         )
     finally:
@@ -416,7 +389,7 @@ async def test_a_checkpoint_names_only_bytes_already_on_the_spool_file(
         await held.stop()
         slow.stop()
 
-    verified = (journal_of(spool_dir, layer) or {})["verified"]
+    kept = verified(spool_dir, layer)
     [spool_file] = list(spool_dir.glob("*.spool"))
-    assert 0 < verified < len(layer)
-    assert spool_file.read_bytes()[:verified] == layer[:verified]
+    assert 0 < kept < len(layer)
+    assert spool_file.read_bytes()[:kept] == layer[:kept]
